@@ -1,0 +1,241 @@
+"""Causal features for PaySim transactions: per-row values, each account's history, the past money graph.
+
+Every feature of a transaction is computed from that row and from rows strictly before it in time
+order (stable sort by `step`, then file order). The graph a transaction sees is built from the
+snapshot windows that ended before its own window began, so a later row can never change an earlier
+row's features or score.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from apps.fraud.reader import TRANSACTION_TYPES
+
+OUTGOING_TYPES = ("CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
+RISKY_TYPES = ("CASH_OUT", "TRANSFER")
+ROW_FEATURE_NAMES = (
+    *(f"type_{t}" for t in TRANSACTION_TYPES),
+    "log_amount", "log_old_orig", "log_new_orig", "log_old_dest", "log_new_dest",
+    "orig_balance_error", "dest_balance_error", "orig_emptied", "amount_to_balance",
+    "orig_was_zero", "dest_was_zero", "dest_zero_after", "dest_is_merchant", "hour_sin", "hour_cos",
+)
+# Per history event, appended to its row's features: the account's role, time since, same counterparty.
+EVENT_EXTRA_NAMES = ("as_origin", "log_hours_since", "same_counterparty")
+CONTEXT_FEATURE_NAMES = ("log_prior_orig", "log_prior_dest", "log_prior_pair", "first_time_pair")
+NODE_FEATURE_NAMES = (
+    "log_in_count", "log_out_count", "log_in_amount", "log_out_amount",
+    "log_in_from_emptied", "log_out_emptied", "log_in_edges", "log_out_edges", "is_merchant",
+)
+EDGE_FEATURE_NAMES = ("log_amount", "log_count", "risky_share", "emptied_share", "log_age", "reversed")
+HOURS_PER_DAY = 24
+
+
+@dataclass
+class FraudFeatureConfig:
+    """How much history each transaction sees (section `features` of the fraud config)."""
+
+    history_length: int = 8
+    snapshot_steps: int = 24
+    max_neighbors: int = 12
+
+    def validate(self) -> None:
+        if self.history_length < 1:
+            raise ValueError("history_length must be at least 1")
+        if self.snapshot_steps < 1:
+            raise ValueError("snapshot_steps must be at least 1")
+        if self.max_neighbors < 1:
+            raise ValueError("max_neighbors must be at least 1")
+
+
+def signed_log(x: np.ndarray) -> np.ndarray:
+    """Heavy-tailed money amounts on a scale a network can use: sign(x)·log1p(|x|)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def row_features(df: pd.DataFrame) -> np.ndarray:
+    """Features of each transaction from its own row only (no history)."""
+    amount = df["amount"].to_numpy(np.float64)
+    old_o, new_o = df["oldbalanceOrg"].to_numpy(np.float64), df["newbalanceOrig"].to_numpy(np.float64)
+    old_d, new_d = df["oldbalanceDest"].to_numpy(np.float64), df["newbalanceDest"].to_numpy(np.float64)
+    kind = df["type"].astype(str).to_numpy()
+    outgoing = np.isin(kind, OUTGOING_TYPES)
+    # Money should leave (or, for CASH_IN, enter) the origin exactly; PaySim's inconsistencies are signal.
+    orig_error = np.where(outgoing, old_o - amount - new_o, old_o + amount - new_o)
+    dest_error = old_d + amount - new_d
+    hour = df["step"].to_numpy(np.int64) % HOURS_PER_DAY * (2 * np.pi / HOURS_PER_DAY)
+    cols = [*(kind == t for t in TRANSACTION_TYPES),
+            signed_log(amount), signed_log(old_o), signed_log(new_o), signed_log(old_d), signed_log(new_d),
+            signed_log(orig_error), signed_log(dest_error),
+            (old_o > 0) & (new_o <= 0), np.log1p(np.clip(amount / np.maximum(old_o, 1.0), 0, 1e3)),
+            old_o <= 0, old_d <= 0, new_d <= 0,
+            df["nameDest"].astype(str).str.startswith("M").to_numpy(), np.sin(hour), np.cos(hour)]
+    return np.stack([np.asarray(c, dtype=np.float32) for c in cols], axis=1)
+
+
+@dataclass
+class TransactionTables:
+    """Everything the batch builder gathers from, for rows in time order."""
+
+    row: np.ndarray          # (n, F_row) float32, standardised later
+    context: np.ndarray      # (n, F_ctx) float32
+    orig: np.ndarray         # (n,) node id of nameOrig
+    dest: np.ndarray         # (n,) node id of nameDest
+    step: np.ndarray         # (n,) int64
+    history: np.ndarray      # (n, 2, K) row index of the account's previous events, -1 = none (0 orig, 1 dest)
+    history_role: np.ndarray  # (n, 2, K) 1 when the account was the origin of that event
+    history_len: np.ndarray  # (n, 2)
+    window: np.ndarray       # (n,) snapshot window of each row
+    n_nodes: int
+    is_merchant: np.ndarray  # (n_nodes,) bool
+
+
+def time_order(df: pd.DataFrame) -> np.ndarray:
+    """Row positions sorted by step, ties kept in file order: the order transactions happened in."""
+    return np.argsort(df["step"].to_numpy(), kind="stable")
+
+
+def build_tables(df: pd.DataFrame, cfg: FraudFeatureConfig) -> TransactionTables:
+    """Per-row, history and graph-index tables for `df`, which must already be in time order."""
+    n = len(df)
+    names = pd.concat([df["nameOrig"].astype(str), df["nameDest"].astype(str)], ignore_index=True)
+    codes, uniques = pd.factorize(names)
+    orig, dest = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
+    history, role, length, prior = _account_history(orig, dest, cfg.history_length)
+    pair = orig * (len(uniques) + 1) + dest
+    prior_pair = pd.Series(pair).groupby(pair).cumcount().to_numpy()
+    context = np.stack([np.log1p(prior[:, 0]), np.log1p(prior[:, 1]), np.log1p(prior_pair),
+                        (prior_pair == 0)], axis=1).astype(np.float32)
+    step = df["step"].to_numpy(np.int64)
+    return TransactionTables(
+        row=row_features(df), context=context, orig=orig, dest=dest, step=step,
+        history=history, history_role=role, history_len=length, window=step // cfg.snapshot_steps,
+        n_nodes=len(uniques), is_merchant=np.asarray(pd.Index(uniques).astype(str).str.startswith("M"), bool),
+    )
+
+
+def _account_history(orig: np.ndarray, dest: np.ndarray, k: int):
+    """For each row and each of its two accounts, the last `k` earlier rows that account took part in."""
+    n = len(orig)
+    account = np.concatenate([orig, dest])
+    row = np.concatenate([np.arange(n), np.arange(n)])
+    as_origin = np.concatenate([np.ones(n, np.int8), np.zeros(n, np.int8)])
+    order = np.lexsort((1 - as_origin, row, account))
+    acc_s, row_s = account[order], row[order]
+    new_group = np.ones(2 * n, bool)
+    new_group[1:] = acc_s[1:] != acc_s[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(2 * n), 0))
+    # A self-transfer puts two events on one row; neither may see the other.
+    same_row_as_prev = np.zeros(2 * n, bool)
+    same_row_as_prev[1:] = ~new_group[1:] & (row_s[1:] == row_s[:-1])
+    first_of_row = np.arange(2 * n) - same_row_as_prev
+    n_prior = first_of_row - group_start
+    length = np.minimum(n_prior, k)
+    offsets = np.arange(k)
+    pos = first_of_row[:, None] - length[:, None] + offsets[None, :]
+    valid = offsets[None, :] < length[:, None]
+    pos = np.where(valid, pos, 0)
+    hist_rows = np.where(valid, row_s[pos], -1)
+    hist_role = np.where(valid, as_origin[order][pos], 0)
+    side = 1 - as_origin[order]  # 0 = the row's origin account, 1 = its destination account
+    history = np.full((n, 2, k), -1, np.int64)
+    roles = np.zeros((n, 2, k), np.int8)
+    lengths = np.zeros((n, 2), np.int64)
+    prior = np.zeros((n, 2), np.int64)
+    history[row_s, side] = hist_rows
+    roles[row_s, side] = hist_role
+    lengths[row_s, side] = length
+    prior[row_s, side] = n_prior
+    return history, roles, lengths, prior
+
+
+@dataclass
+class Standardizer:
+    """Mean/std fitted on training rows only and frozen into the model, so scoring never looks ahead."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        return cls(x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+
+class MoneyGraph:
+    """The account graph of money flows, one edge per (sender, receiver, window), both directions.
+
+    `snapshot(k)` is the graph of every window before window k: node features summarise each account's
+    past flows exactly; each node keeps its `max_neighbors` most recent edges for message passing.
+    """
+
+    def __init__(self, tables: TransactionTables, df: pd.DataFrame, max_neighbors: int):
+        kind = df["type"].astype(str).to_numpy()
+        amount = df["amount"].to_numpy(np.float64)
+        emptied = ((df["oldbalanceOrg"].to_numpy() > 0) & (df["newbalanceOrig"].to_numpy() <= 0)).astype(float)
+        agg = pd.DataFrame({
+            "src": tables.orig, "dst": tables.dest, "window": tables.window, "amount": amount,
+            "count": 1.0, "risky": np.isin(kind, RISKY_TYPES).astype(float), "emptied": emptied,
+        }).groupby(["src", "dst", "window"], sort=False).sum().reset_index()
+        src, dst = agg["src"].to_numpy(), agg["dst"].to_numpy()
+        count = agg["count"].to_numpy()
+        base = np.stack([np.log1p(agg["amount"].to_numpy()) / 10, np.log1p(count),
+                         agg["risky"].to_numpy() / count, agg["emptied"].to_numpy() / count], 1)
+        # Forward edges carry money src -> dst; reversed copies let the sender see its receivers.
+        self.source = np.concatenate([src, dst])
+        self.target = np.concatenate([dst, src])
+        self.edge_window = np.concatenate([agg["window"].to_numpy()] * 2)
+        self.edge_base = np.concatenate([np.c_[base, np.zeros(len(agg))], np.c_[base, np.ones(len(agg))]], 0)
+        self.edge_base = self.edge_base.astype(np.float32)
+        self.n_edges_forward = len(agg)
+        self._forward_window = agg["window"].to_numpy()
+        self._forward_totals = (count, agg["amount"].to_numpy(), agg["emptied"].to_numpy())
+        self.n_nodes = tables.n_nodes
+        self.is_merchant = tables.is_merchant.astype(np.float32)
+        self.max_neighbors = max_neighbors
+        # Newest edges first within each target, so "most recent N" is a prefix of each group.
+        self._order = np.lexsort((-self.edge_window, self.target))
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def node_features(self, k: int) -> np.ndarray:
+        """Exact per-account summaries of all flows in windows before `k`."""
+        visible = self._forward_window < k
+        src, dst = self.source[: self.n_edges_forward][visible], self.target[: self.n_edges_forward][visible]
+        count, amount, emptied = (v[visible] for v in self._forward_totals)
+        n = self.n_nodes
+        x = np.log1p(np.stack([
+            np.bincount(dst, count, n), np.bincount(src, count, n),
+            np.bincount(dst, amount, n), np.bincount(src, amount, n),
+            np.bincount(dst, emptied, n), np.bincount(src, emptied, n),
+            np.bincount(dst, minlength=n), np.bincount(src, minlength=n),
+        ], 1))
+        x[:, 2:4] /= 10  # log amounts reach ~15; keep every input near unit scale
+        return np.c_[x, self.is_merchant].astype(np.float32)
+
+    def snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(node features, edge_index, edge_attr) of the graph seen by rows in window `k`; cached."""
+        if k not in self._cache:
+            if len(self._cache) >= 2:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[k] = self._build_snapshot(k)
+        return self._cache[k]
+
+    def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        order = self._order
+        visible = self.edge_window[order] < k
+        target = self.target[order]
+        group_start = np.r_[True, target[1:] != target[:-1]]
+        seen = np.cumsum(visible)
+        before_group = np.maximum.accumulate(np.where(group_start, seen - visible, 0))
+        keep = visible & ((seen - before_group) <= self.max_neighbors)
+        chosen = order[keep]
+        age = np.log1p(k - 1 - self.edge_window[chosen]).astype(np.float32)
+        attr = self.edge_base[chosen].copy()
+        attr = np.c_[attr[:, :4], age, attr[:, 4]]
+        edge_index = torch.from_numpy(np.stack([self.source[chosen], self.target[chosen]]))
+        return torch.from_numpy(self.node_features(k)), edge_index, torch.from_numpy(attr)

@@ -1,0 +1,99 @@
+"""LSTM over each account's recent transactions + GAT over the past money graph + an MLP head."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch_geometric.nn import GATv2Conv
+
+
+@dataclass
+class FraudModelConfig:
+    """Architecture (section `model`); `sequence`/`graph` false gives the ablations."""
+
+    sequence: bool = True
+    graph: bool = True
+    hidden: int = 64
+    lstm_layers: int = 1
+    gat_heads: int = 4
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        if self.hidden < 4:
+            raise ValueError("hidden must be at least 4")
+        if self.gat_heads < 1 or self.lstm_layers < 1:
+            raise ValueError("gat_heads and lstm_layers must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must lie in [0, 1)")
+
+
+@dataclass
+class FraudInputSizes:
+    """Feature widths the network is built for; stored with the weights."""
+
+    row: int
+    context: int
+    event: int
+    node: int
+    edge: int
+
+
+class SequenceEncoder(nn.Module):
+    """Encodes each account's last K events (oldest first) with an LSTM; empty histories give zeros."""
+
+    def __init__(self, n_in: int, hidden: int, layers: int):
+        super().__init__()
+        self.lstm = nn.LSTM(n_in, hidden, num_layers=layers, batch_first=True)
+
+    def forward(self, seq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(seq, length.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)
+        return h[-1] * (length > 0).unsqueeze(1).to(h.dtype)
+
+
+class GraphEncoder(nn.Module):
+    """Two GATv2 layers with edge features over the 2-hop past graph around a batch's accounts."""
+
+    def __init__(self, n_node: int, n_edge: int, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Linear(n_node, hidden)
+        self.conv1 = GATv2Conv(hidden, hidden, heads=heads, edge_dim=n_edge, dropout=dropout)
+        self.conv2 = GATv2Conv(hidden * heads, hidden, heads=1, edge_dim=n_edge, dropout=dropout)
+        self.act = nn.ELU()
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.embed(x))
+        h = self.act(self.conv1(h, edge_index, edge_attr))
+        return self.act(self.conv2(h, edge_index, edge_attr))
+
+
+class FraudLSTMGAT(nn.Module):
+    """Scores a transaction from its own row, its two accounts' histories and their past graph."""
+
+    def __init__(self, cfg: FraudModelConfig, sizes: FraudInputSizes):
+        super().__init__()
+        self.cfg, self.sizes = cfg, sizes
+        h = cfg.hidden
+        self.row_encoder = nn.Sequential(nn.Linear(sizes.row + sizes.context, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU())
+        width = h
+        if cfg.sequence:
+            self.sequence_encoder = SequenceEncoder(sizes.event, h, cfg.lstm_layers)
+            width += 2 * h
+        if cfg.graph:
+            self.graph_encoder = GraphEncoder(sizes.node, sizes.edge, h, cfg.gat_heads, cfg.dropout)
+            width += 2 * h
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, h), nn.ReLU(), nn.Linear(h, 2))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [self.row_encoder(torch.cat([batch["row"], batch["context"]], 1))]
+        if self.cfg.sequence:
+            seq, length = batch["sequence"], batch["sequence_length"]
+            b, sides, k, f = seq.shape
+            enc = self.sequence_encoder(seq.reshape(b * sides, k, f), length.reshape(-1))
+            parts.append(enc.reshape(b, -1))
+        if self.cfg.graph:
+            z = self.graph_encoder(batch["node_x"], batch["edge_index"], batch["edge_attr"])
+            parts += [z[batch["orig_pos"]], z[batch["dest_pos"]]]
+        return self.head(torch.cat(parts, 1))

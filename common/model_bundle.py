@@ -1,0 +1,36 @@
+"""A model on disk as weights + a YAML spec: no pickled classes, readable by any version of this code."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from common.errors import InputError
+from common.io import atomic_path
+
+WEIGHTS_FILE = "weights.pt"
+SPEC_FILE = "spec.yaml"
+
+
+def save_bundle(folder: str | Path, state_dict: dict[str, torch.Tensor], spec: dict[str, Any]) -> Path:
+    """Write `weights.pt` and `spec.yaml` into `folder` (each atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, tmp)
+    with atomic_path(folder / SPEC_FILE) as tmp:
+        tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
+def load_bundle(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read back what `save_bundle` wrote; a missing or foreign folder is a clear InputError."""
+    folder = Path(folder)
+    for name in (WEIGHTS_FILE, SPEC_FILE):
+        if not (folder / name).is_file():
+            raise InputError(folder, f"not a Domain Suite model bundle ({name} missing)")
+    spec = yaml.safe_load((folder / SPEC_FILE).read_text())
+    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    return state, spec

@@ -1,0 +1,230 @@
+"""One training loop for every domain: AdamW + OneCycle, AMP on CUDA, clipping, early stopping, resume."""
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from common import distributed
+from common.io import atomic_path
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by all domains (section `train` of every config)."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    pct_start: float = 0.3
+    grad_clip: float = 1.0
+    patience: int = 3
+    monitor: str = "val_auc"
+    monitor_mode: Literal["max", "min"] = "max"
+    amp: bool = True
+    num_workers: int = 0
+    loss: Literal["weighted_ce", "ce", "focal"] = "weighted_ce"
+    focal_gamma: float = 2.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not (self.lr > 0):
+            raise ValueError("lr must be positive")
+        if not (0 < self.pct_start < 1):
+            raise ValueError("pct_start must lie strictly between 0 and 1")
+        if self.patience < 1:
+            raise ValueError("patience must be at least 1")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same run: Python, NumPy and torch generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (one GPU per torchrun process), else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors (and anything with `.to`, e.g. PyG data) inside nested dicts/lists to `device`."""
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    if hasattr(batch, "to"):
+        return batch.to(device, non_blocking=device.type == "cuda")
+    return batch
+
+
+class Trainer:
+    """Fits `model` with `loss_fn(model(batch), batch)` and keeps the weights that `validate` scores best.
+
+    `validate(model)` returns a dict with `val_loss` and the monitored metric; it runs on the unwrapped
+    model. Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 checkpoints
+    and reports.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        loss_fn: Callable[[Any, Any], torch.Tensor],
+        validate: Callable[[nn.Module], dict[str, float]],
+        checkpoint_dir: str | Path | None = None,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        device: torch.device | None = None,
+    ):
+        self.config = config
+        self.device = device or pick_device()
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn
+        self.validate = validate
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.on_epoch_end = on_epoch_end
+        self.use_amp = config.amp and self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.train_model: nn.Module = self.model
+        if distributed.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # -- checkpointing -------------------------------------------------------------------------
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        if self.checkpoint_dir is None or not distributed.is_main_process():
+            return
+        with atomic_path(self.checkpoint_dir / name) as tmp:
+            torch.save(state, tmp)
+
+    def _load_last(self) -> dict[str, Any] | None:
+        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+        if path is None or not path.is_file():
+            return None
+        return torch.load(path, map_location=self.device, weights_only=False)
+
+    # -- training ------------------------------------------------------------------------------
+    def fit(self, train_loader: Iterable, resume: bool = False) -> TrainResult:
+        """Train until `epochs` or early stop; on return the model holds the best validation weights."""
+        cfg = self.config
+        steps_per_epoch = max(1, len(train_loader))  # type: ignore[arg-type]
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=cfg.pct_start
+        )
+        sign = 1.0 if cfg.monitor_mode == "max" else -1.0
+        start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
+        history: list[dict[str, float]] = []
+        best_state = None
+
+        state = self._load_last() if resume else None
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+            bad_epochs, history, best_state = state["bad_epochs"], state["history"], state["best_model"]
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+
+        stopped_early = bad_epochs >= cfg.patience
+        for epoch in range(start_epoch, cfg.epochs):
+            if stopped_early:
+                break
+            for holder in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
+                if hasattr(holder, "set_epoch"):
+                    holder.set_epoch(epoch)
+            train_loss = self._train_epoch(train_loader, scheduler, epoch)
+            metrics = {"train_loss": train_loss, **self._validate()}
+            if cfg.monitor not in metrics:
+                raise KeyError(f"validate() returned {sorted(metrics)}, not the monitored {cfg.monitor!r}")
+            history.append(metrics)
+            score = sign * metrics[cfg.monitor]
+            if score > best_score or best_state is None:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            stopped_early = bad_epochs >= cfg.patience
+            if self.on_epoch_end and distributed.is_main_process():
+                self.on_epoch_end(epoch, metrics)
+            self._save("last.pt", {
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "history": history, "best_model": best_state, "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            })
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        return TrainResult(best_epoch, sign * best_score, history, stopped_early)
+
+    def _train_epoch(self, loader: Iterable, scheduler: Any, epoch: int) -> float:
+        self.train_model.train()
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", leave=False,
+                   disable=None if distributed.is_main_process() else True)
+        for batch in bar:
+            batch = move_to_device(batch, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                loss = self.loss_fn(self.train_model(batch), batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
+            self.scaler.scale(loss).backward()
+            if self.config.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            scheduler.step()
+            total += loss.item()
+            count += 1
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        self.model.eval()
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            return {k: float(v) for k, v in self.validate(self.model).items()}
+
+
+@torch.no_grad()
+def predict_batches(
+    model: nn.Module, loader: Iterable, device: torch.device | None = None, desc: str | None = None
+) -> list[Any]:
+    """Run `model` in eval mode over `loader`, returning each batch's output on the CPU."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outputs = []
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None if desc else True):
+        out = model(move_to_device(batch, device))
+        outputs.append(move_to_device(out, torch.device("cpu")))
+    return outputs

@@ -1,0 +1,134 @@
+"""`suite`: synthesise data, run a pipeline, score a batch, compare runs, open the MLflow UI."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import typer  # noqa: E402
+
+from common.errors import InputError  # noqa: E402
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Domain Suite: medical, driving and fraud pipelines on one core, tracked in MLflow.")
+
+DomainArg = Annotated[str, typer.Argument(help="medical, driving or fraud")]
+
+
+def _clear_errors(command):
+    """Bad input → one line on stderr and exit 2; anything else → one line and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the last line of defence: no traceback unless asked for
+            if os.environ.get("SUITE_DEBUG"):
+                traceback.print_exc()
+            typer.echo(f"error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                       "(set SUITE_DEBUG=1 for the traceback)", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command()
+@_clear_errors
+def synth(
+    domain: DomainArg,
+    out: Annotated[Path, typer.Option(help="folder to write the dataset into")],
+    scale: Annotated[str, typer.Option(help="small, medium or large")] = "small",
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Write a synthetic dataset in the domain's real input format."""
+    from pipelines.registry import get_domain
+
+    if scale not in ("small", "medium", "large"):
+        raise InputError(None, f"--scale must be small, medium or large, got {scale!r}")
+    path = get_domain(domain).synthesize(out, scale, seed)
+    typer.echo(f"wrote synthetic {domain} data ({scale}, seed {seed}): {path}")
+
+
+@app.command()
+@_clear_errors
+def run(
+    domain: DomainArg,
+    data: Annotated[Path | None, typer.Option(help="dataset in the domain's format; default: synthetic")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config; default pipelines/configs/DOMAIN.yaml")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key.sub=value")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment; default: the domain")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the experiment's interrupted run")] = False,
+) -> None:
+    """Train, evaluate on a held-out split, log to MLflow and register the model."""
+    from pipelines.registry import get_domain
+    from pipelines.runner import run_pipeline
+
+    outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume)
+    typer.echo(f"run_id: {outcome.run_id}")
+    for key, value in outcome.test_metrics.items():
+        typer.echo(f"{key}: {value:.4f}")
+    if outcome.model_version:
+        crown = " (new champion)" if outcome.champion else ""
+        typer.echo(f"registered: models:/{get_domain(domain).model_name}/{outcome.model_version}{crown}")
+
+
+@app.command()
+@_clear_errors
+def score(
+    domain: DomainArg,
+    model: Annotated[str, typer.Option(help="models:/NAME@champion, models:/NAME/N, runs:/ID/model or a folder")],
+    input: Annotated[Path, typer.Option("--input", help="data to score, in the domain's input format")],
+    output: Annotated[Path, typer.Option(help="where to write the scores (atomically)")],
+    batch_size: Annotated[int, typer.Option(help="rows or patches per forward pass")] = 4096,
+) -> None:
+    """Batch-score new data with a logged model."""
+    from pipelines.registry import get_domain
+    from pipelines.runner import load_python_model
+
+    if batch_size < 1:
+        raise InputError(None, "--batch-size must be at least 1")
+    pipeline = get_domain(domain)
+    if not input.exists():
+        raise InputError(input, "input not found")
+    python_model = load_python_model(model)
+    typer.echo(pipeline.score(python_model, input, output, batch_size))
+
+
+@app.command()
+@_clear_errors
+def compare(
+    domain: Annotated[str | None, typer.Argument(help="only this domain's experiment")] = None,
+    metric: Annotated[str | None, typer.Option(help="sort by this metric; default the domain's key")] = None,
+    top: Annotated[int, typer.Option(help="rows per domain")] = 10,
+    plot: Annotated[Path | None, typer.Option(help="also save a bar chart here (PNG)")] = None,
+) -> None:
+    """A table of runs (params, test metrics) from MLflow, best first."""
+    from pipelines.compare import compare_runs
+
+    typer.echo(compare_runs(domain, metric, top, plot))
+
+
+@app.command()
+@_clear_errors
+def ui(port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000) -> None:
+    """The MLflow UI over the configured tracking store, on 127.0.0.1."""
+    from common import tracking
+
+    uri = tracking.configure_tracking()
+    typer.echo(f"MLflow UI for {uri} on http://127.0.0.1:{port}")
+    os.execvp(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"])
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,151 @@
+"""Fraud pipeline: PaySim CSV → causal features → LSTM+GAT → MLflow model `fraud-lstm-gat`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from apps.fraud import synthetic
+from apps.fraud.dataset import WindowBatchSampler
+from apps.fraud.features import (
+    CONTEXT_FEATURE_NAMES, EDGE_FEATURE_NAMES, EVENT_EXTRA_NAMES, NODE_FEATURE_NAMES, ROW_FEATURE_NAMES,
+    FraudFeatureConfig, Standardizer, build_tables, time_order,
+)
+from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
+from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
+from apps.fraud.scorer import FraudPyfuncModel, FraudScorer, make_batches, predict_rows
+from common import distributed
+from common.errors import InputError
+from common.losses import build_classification_loss
+from common.metrics import best_f1_threshold, binary_metrics
+from common.plotting import learning_curves_figure, pr_figure, roc_figure
+from common.trainer import TrainConfig, Trainer, seed_everything
+from pipelines.domain import TrainedModel
+
+RECALL_FPRS = (0.01,)
+
+
+@dataclass
+class FraudDataConfig:
+    """Temporal split: the latest steps are held out for validation and test."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def validate(self) -> None:
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
+
+
+@dataclass
+class FraudConfig:
+    data: FraudDataConfig = field(default_factory=FraudDataConfig)
+    features: FraudFeatureConfig = field(default_factory=FraudFeatureConfig)
+    model: FraudModelConfig = field(default_factory=FraudModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def temporal_split(step: np.ndarray, val_fraction: float, test_fraction: float) -> tuple[np.ndarray, ...]:
+    """Row indices of train/val/test, cut at step boundaries so no step is in two splits."""
+    steps, counts = np.unique(step, return_counts=True)
+    share = np.cumsum(counts) / counts.sum()
+    train_end = steps[min(np.searchsorted(share, 1 - val_fraction - test_fraction), len(steps) - 3)]
+    val_end = steps[max(min(np.searchsorted(share, 1 - test_fraction), len(steps) - 2),
+                        np.searchsorted(steps, train_end) + 1)]
+    rows = np.arange(len(step))
+    return rows[step <= train_end], rows[(step > train_end) & (step <= val_end)], rows[step > val_end]
+
+
+def find_transactions_file(data: Path) -> Path:
+    """`--data` may name the CSV/Parquet itself or a folder holding exactly one."""
+    if data.is_file():
+        return data
+    found = sorted(p for p in data.iterdir() if p.suffix in (".csv", ".parquet") or p.name.endswith(".csv.gz"))
+    if len(found) != 1:
+        raise InputError(data, f"expected one PaySim .csv or .parquet file in the folder, found {len(found)}")
+    return found[0]
+
+
+class FraudPipeline:
+    name = "fraud"
+    model_name = "fraud-lstm-gat"
+    key_metric = "test_auc"
+    config_cls = FraudConfig
+
+    def synthesize(self, out: Path, scale: str, seed: int) -> Path:
+        return synthetic.write_synthetic_paysim(out, scale, seed)
+
+    def fit(self, cfg: FraudConfig, data: Path, workdir: Path, resume: bool,
+            on_epoch_end: Callable[[int, dict[str, float]], None]) -> TrainedModel:
+        seed_everything(cfg.train.seed)
+        path = find_transactions_file(data)
+        raw = read_paysim(path, require_labels=True)
+        df = raw.iloc[time_order(raw)].reset_index(drop=True)
+        labels = df["isFraud"].to_numpy(np.int64)
+        train_rows, val_rows, test_rows = temporal_split(
+            df["step"].to_numpy(), cfg.data.val_fraction, cfg.data.test_fraction)
+        for split, rows in (("training", train_rows), ("validation", val_rows), ("test", test_rows)):
+            if labels[rows].min() == labels[rows].max():
+                raise InputError(path, f"the {split} split (by step) holds only one class; need fraud and "
+                                       "non-fraud rows in every split")
+        tables = build_tables(df, cfg.features)
+        standardizer = Standardizer.fit(tables.row[train_rows])
+        batches = make_batches(tables, df, standardizer, cfg.features, cfg.model, labels)
+        sizes = FraudInputSizes(row=len(ROW_FEATURE_NAMES), context=len(CONTEXT_FEATURE_NAMES),
+                                event=len(ROW_FEATURE_NAMES) + len(EVENT_EXTRA_NAMES),
+                                node=len(NODE_FEATURE_NAMES), edge=len(EDGE_FEATURE_NAMES))
+        network = FraudLSTMGAT(cfg.model, sizes)
+        criterion = build_classification_loss(cfg.train.loss, labels[train_rows], 2, cfg.train.focal_gamma)
+        sampler = WindowBatchSampler(train_rows, tables.window, cfg.train.batch_size, shuffle=True,
+                                     seed=cfg.train.seed, rank=distributed.rank(),
+                                     world_size=distributed.world_size())
+        train_loader = DataLoader(batches, sampler=sampler, batch_size=None, num_workers=cfg.train.num_workers)
+        eval_batch = max(cfg.train.batch_size, 2048)
+
+        def loss_fn(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+            return criterion.to(logits.device)(logits.float(), batch["label"])
+
+        def validate(model: FraudLSTMGAT) -> dict[str, float]:
+            probs = predict_rows(model, batches, val_rows, eval_batch)
+            y = labels[val_rows]
+            logits = torch.log(torch.from_numpy(np.c_[1 - probs, probs]).clamp_min(1e-12)).float()
+            val_loss = float(criterion.cpu()(logits, torch.from_numpy(y)))
+            metrics = binary_metrics(y, probs, fprs=RECALL_FPRS)
+            return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
+
+        trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end)
+        result = trainer.fit(train_loader, resume=resume)
+        network = trainer.model.cpu()
+
+        val_probs = predict_rows(network, batches, val_rows, eval_batch)
+        threshold = best_f1_threshold(labels[val_rows], val_probs)
+        test_probs = predict_rows(network, batches, test_rows, eval_batch, progress=True)
+        y_test = labels[test_rows]
+        test_metrics = binary_metrics(y_test, test_probs, threshold, fprs=RECALL_FPRS)
+        test_metrics["threshold"] = threshold
+
+        bundle = FraudScorer(network, cfg.features, standardizer, threshold).save(workdir / "bundle")
+        example = raw.drop(columns=[c for c in ("isFraud", "isFlaggedFraud") if c in raw.columns]).head(5)
+        example = example[[c for c in PAYSIM_COLUMNS if c in example.columns]]
+        return TrainedModel(
+            test_metrics=test_metrics, python_model=FraudPyfuncModel(), artifacts={"bundle": str(bundle)},
+            input_example=example,
+            figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
+                     "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
+            history=result.history,
+            summary_params={"rows_train": len(train_rows), "rows_val": len(val_rows), "rows_test": len(test_rows),
+                            "fraud_rate_train": float(labels[train_rows].mean()), "best_epoch": result.best_epoch + 1},
+        )
+
+    def score(self, python_model: FraudPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+        if not isinstance(python_model, FraudPyfuncModel):
+            raise InputError(None, f"the model is a {type(python_model).__name__}, not a fraud model")
+        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size)
+
+
+DOMAIN = FraudPipeline()

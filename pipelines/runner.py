@@ -1,0 +1,104 @@
+"""train → evaluate → log → register, the same for every domain."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+
+from common import tracking
+from common.config import flatten_config, load_config
+from common.errors import InputError
+from common.io import atomic_dir
+from pipelines.domain import Domain
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+READY_MARKER = ".complete"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    test_metrics: dict[str, float]
+    model_version: str | None
+    champion: bool
+
+
+def default_data(domain: Domain, seed: int = 0) -> Path:
+    """The default synthetic set, made once and cached under `data/<domain>/`."""
+    folder = tracking.repo_root() / "data" / domain.name
+    marker = folder / READY_MARKER
+    if not marker.is_file():
+        print(f"making the default synthetic {domain.name} data in {folder} (once)")
+        with atomic_dir(folder) as tmp:
+            entry = domain.synthesize(tmp, "small", seed)
+            # The marker records what `--data` takes, relative to the folder (a file or the folder).
+            (tmp / READY_MARKER).write_text(str(Path(entry).relative_to(tmp)) + "\n")
+    return folder / marker.read_text().strip()
+
+
+def checkpoint_dir(experiment: str) -> Path:
+    return tracking.repo_root() / "checkpoints" / experiment
+
+
+def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],
+                 experiment: str | None, resume: bool) -> RunOutcome:
+    """Train and evaluate `domain`, log everything to MLflow, register the model, maybe crown it."""
+    cfg = load_config(domain.config_cls, config or CONFIG_DIR / f"{domain.name}.yaml", overrides)
+    if data is None:
+        data = default_data(domain)
+    elif not Path(data).exists():
+        raise InputError(data, "data path not found")
+    experiment = experiment or domain.name
+    tracking.configure_tracking()
+    experiment_id = tracking.ensure_experiment(experiment)
+    workdir = checkpoint_dir(experiment)
+    run_id_file = workdir / "run_id.txt"
+    resume_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    if resume and resume_id is None:
+        print(f"nothing to resume for experiment {experiment!r}; starting a new run")
+    if resume_id is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    with mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id) as run:
+        run_id_file.write_text(run.info.run_id)
+        if resume_id is None:
+            tracking.log_params({**flatten_config(cfg), "data.path": str(data)})
+        trained = domain.fit(cfg, Path(data), workdir, resume_id is not None,
+                             lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
+        test_metrics = {f"test_{k}": v for k, v in trained.test_metrics.items()}
+        tracking.log_metrics(test_metrics)
+        if trained.summary_params:
+            mlflow.set_tags({f"summary.{k}": str(v) for k, v in trained.summary_params.items()})
+        for filename, figure in trained.figures.items():
+            tracking.log_figure(figure, filename)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=trained.python_model, artifacts=trained.artifacts,
+            input_example=trained.input_example, registered_model_name=domain.model_name,
+            pip_requirements=["torch==2.13.0", "domain-suite"],
+        )
+        version = info.registered_model_version
+        champion = False
+        if version is not None:
+            champion = tracking.promote_champion(domain.model_name, version, domain.key_metric)
+    run_id_file.unlink(missing_ok=True)
+    return RunOutcome(run.info.run_id, test_metrics, None if version is None else str(version), champion)
+
+
+def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
+    """Load a logged model by URI (models:/NAME@alias, models:/NAME/N, runs:/ID/model or a folder)."""
+    tracking.configure_tracking()
+    if not uri.startswith(("models:/", "runs:/", "file:", "/", ".")) and not Path(uri).exists():
+        raise InputError(uri, "model URI not understood (use models:/NAME@champion, models:/NAME/VERSION, "
+                              "runs:/ID/model or a local model folder)")
+    try:
+        with tempfile.TemporaryDirectory():
+            loaded = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # MLflow raises many kinds for a bad URI; the user needs one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(uri, f"cannot load model ({reason[:200]})") from None
+    return loaded.unwrap_python_model()
