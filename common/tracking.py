@@ -23,10 +23,6 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{repo_root() / 'mlflow' / 'mlflow.db'}"
 
 
-def uses_default_store() -> bool:
-    return not os.environ.get("MLFLOW_TRACKING_URI")
-
-
 def configure_tracking() -> str:
     """Point MLflow at MLFLOW_TRACKING_URI, or at `<repo>/mlflow/mlflow.db`; return the URI in use."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
@@ -38,14 +34,16 @@ def configure_tracking() -> str:
 
 
 def ensure_experiment(name: str) -> str:
-    """Return the experiment id for `name`, creating it (artifacts under `<repo>/mlflow/artifacts/`)."""
+    """Return the experiment id for `name`, creating it; a SQLite store keeps artifacts beside its file."""
     client = MlflowClient()
     existing = client.get_experiment_by_name(name)
     if existing is not None:
         return existing.experiment_id
     location = None
-    if uses_default_store():
-        folder = repo_root() / "mlflow" / "artifacts" / name
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        # Without this MLflow would drop artifacts into ./mlruns of whatever folder the user is in.
+        folder = Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
         location = folder.as_uri()
     return client.create_experiment(name, artifact_location=location)

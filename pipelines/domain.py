@@ -14,7 +14,7 @@ class TrainedModel:
     """A domain's fit hands this back: the runner logs it, registers it and prints it."""
 
     test_metrics: dict[str, float]
-    python_model: mlflow.pyfunc.PythonModel
+    python_model: str  # models-from-code file that calls mlflow.models.set_model(...)
     artifacts: dict[str, str]
     input_example: Any
     figures: dict[str, Any] = field(default_factory=dict)

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+import apps.fraud as fraud_app
 from apps.fraud import synthetic
 from apps.fraud.dataset import WindowBatchSampler
 from apps.fraud.features import (
@@ -28,6 +29,7 @@ from common.trainer import TrainConfig, Trainer, seed_everything
 from pipelines.domain import TrainedModel
 
 RECALL_FPRS = (0.01,)
+MLFLOW_ENTRY = str(Path(fraud_app.__file__).parent / "mlflow_entry.py")
 
 
 @dataclass
@@ -133,7 +135,7 @@ class FraudPipeline:
         example = raw.drop(columns=[c for c in ("isFraud", "isFlaggedFraud") if c in raw.columns]).head(5)
         example = example[[c for c in PAYSIM_COLUMNS if c in example.columns]]
         return TrainedModel(
-            test_metrics=test_metrics, python_model=FraudPyfuncModel(), artifacts={"bundle": str(bundle)},
+            test_metrics=test_metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
             input_example=example,
             figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},

@@ -1,6 +1,7 @@
 """train → evaluate → log → register, the same for every domain."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ def default_data(domain: Domain, seed: int = 0) -> Path:
 
 
 def checkpoint_dir(experiment: str) -> Path:
-    return tracking.repo_root() / "checkpoints" / experiment
+    """Per-experiment checkpoints, so `--resume` finds the interrupted run; SUITE_CHECKPOINT_DIR moves them."""
+    root = os.environ.get("SUITE_CHECKPOINT_DIR") or tracking.repo_root() / "checkpoints"
+    return Path(root) / experiment
 
 
 def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],

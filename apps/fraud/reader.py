@@ -1,0 +1,340 @@
+"""Read PaySim transaction files (CSV, CSV.gz or Parquet) into a validated, typed DataFrame.
+
+Every problem with the input becomes one `InputError` naming the file, the place (CSV `line N`
+counts the header as line 1, so the first transaction is line 2; Parquet `row N` counts data rows
+from 1) and the column, so a user can fix the file without reading a pandas traceback.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from common.errors import InputError
+
+PAYSIM_COLUMNS: tuple[str, ...] = (
+    "step", "type", "amount", "nameOrig", "oldbalanceOrg", "newbalanceOrig",
+    "nameDest", "oldbalanceDest", "newbalanceDest", "isFraud", "isFlaggedFraud",
+)
+LABEL_COLUMNS: tuple[str, ...] = ("isFraud", "isFlaggedFraud")
+TRANSACTION_TYPES: tuple[str, ...] = ("CASH_IN", "CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
+
+BALANCE_COLUMNS: tuple[str, ...] = ("oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest")
+MONEY_COLUMNS: tuple[str, ...] = ("amount", *BALANCE_COLUMNS)
+NAME_COLUMNS: tuple[str, ...] = ("nameOrig", "nameDest")
+STRING_COLUMNS: tuple[str, ...] = ("type", *NAME_COLUMNS)
+NUMERIC_COLUMNS: tuple[str, ...] = ("step", *MONEY_COLUMNS, *LABEL_COLUMNS)
+
+_PARQUET_MAGIC = b"PAR1"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_SHOWN = 40  # characters of a bad value quoted in an error message
+
+# A check yields (first bad position in the frame, column, message for that position).
+Problem = tuple[int, str, str]
+# Per numeric column: (mask of cells that are not numbers, the cells' original text).
+Unparsable = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def read_paysim(path: str | Path, require_labels: bool = True, chunksize: int = 1_000_000) -> pd.DataFrame:
+    """Read and validate a PaySim file so that training and scoring can trust every value in it."""
+    path = Path(path)
+    magic = _check_file(path)
+    if magic.startswith(_PARQUET_MAGIC) or path.suffix.lower() in (".parquet", ".pq"):
+        return _read_parquet(path, require_labels)
+    return _read_csv(path, require_labels, chunksize, _compression(magic))
+
+
+# ---------------------------------------------------------------------------------------------
+# file level
+
+
+def _check_file(path: Path) -> bytes:
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if not path.is_file():
+        raise InputError(path, "not a regular file (a folder or device was given; expected a .csv or .parquet)")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise InputError(path, f"cannot open file: {exc.strerror or exc}") from None
+    if not magic:
+        raise InputError(path, "empty file (0 bytes): no transactions")
+    return magic
+
+
+def _compression(magic: bytes) -> str | None:
+    if magic.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if magic.startswith(_ZIP_MAGIC):
+        return "zip"
+    return "infer"  # .bz2, .xz, .zst by extension; plain text otherwise
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _show(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else _format_number(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _format_number(value: object) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _read_csv(path: Path, require_labels: bool, chunksize: int, compression: str | None) -> pd.DataFrame:
+    columns = _csv_header(path, compression)
+    _check_columns(path, columns, require_labels)
+    dtypes = _csv_dtypes(columns)
+    options = {"compression": compression, "skip_blank_lines": False, "index_col": False, "low_memory": False}
+    chunks: list[pd.DataFrame] = []
+    offset = 0  # data rows (blank lines included) before the current chunk
+    chunksize = max(1, int(chunksize))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            with pd.read_csv(path, dtype=dtypes, chunksize=chunksize, **options) as reader:
+                while True:
+                    try:
+                        chunk = next(reader)
+                    except StopIteration:
+                        break
+                    except ValueError as exc:
+                        if isinstance(exc, (pd.errors.ParserError, UnicodeDecodeError)):
+                            raise
+                        _locate_unparsable(path, columns, dtypes, options, offset, chunksize, exc)
+                    problem = _first_problem(chunk, columns)
+                    if problem is not None:
+                        _raise_problem(path, problem, offset, "line")
+                    offset += len(chunk)
+                    chunks.append(_finish(chunk, columns))
+    except InputError:
+        raise
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise InputError(path, _field_count_problem(path, compression, len(columns), exc)) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a readable CSV text file ({exc.reason} at byte {exc.start}); "
+                               "is it binary or in another encoding?") from None
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(path, f"cannot read CSV: {_one_line(exc)}") from None
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    if len(frame) == 0:
+        raise InputError(path, "no transactions (the file has a header line but no data rows)")
+    return frame
+
+
+def _locate_unparsable(path: Path, columns: list[str], dtypes: dict[str, str], options: dict,
+                       offset: int, chunksize: int, exc: Exception) -> NoReturn:
+    """Re-read the chunk pandas could not parse as text, and raise for its first bad cell."""
+    text_dtypes = {c: ("str" if c in NUMERIC_COLUMNS else t) for c, t in dtypes.items()}
+    raw = pd.read_csv(path, dtype=text_dtypes, skiprows=range(1, offset + 1), nrows=chunksize, **options)
+    coerced, unparsable = _coerce_numeric(raw)
+    problem = _first_problem(coerced, columns, unparsable)
+    if problem is None:  # pandas refused a value that we would accept: report what it said
+        raise InputError(path, f"cannot parse CSV after line {offset + 1}: {_one_line(exc)}")
+    _raise_problem(path, problem, offset, "line")
+
+
+def _csv_header(path: Path, compression: str | None) -> list[str]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = pd.read_csv(path, nrows=0, compression=compression, index_col=False)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "no transactions (the file has no header line)") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not a readable CSV text file ({exc.reason} at byte {exc.start}); "
+                               "is it binary or in another encoding?") from None
+    except (pd.errors.ParserError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(path, f"cannot read CSV header: {_one_line(exc)}") from None
+    return [str(c) for c in header.columns]
+
+
+def _csv_dtypes(columns: list[str]) -> dict[str, str]:
+    dtypes = {c: "float64" for c in NUMERIC_COLUMNS if c in columns}
+    dtypes.update({c: "str" for c in STRING_COLUMNS if c in columns})
+    return dtypes
+
+
+def _field_count_problem(path: Path, compression: str | None, n_fields: int, exc: Exception) -> str:
+    """Find the first line with more fields than the header (error path only)."""
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+    if unclosed:  # the tokenizer counts the header as row 0
+        return f"line {int(unclosed.group(1)) + 1}: a quoted field is never closed"
+    try:
+        with _open_text(path, compression) as handle:
+            rows = csv.reader(handle)
+            next(rows, None)
+            for fields in rows:
+                if len(fields) > n_fields:  # pandas fills short rows with missing values
+                    return (f"line {rows.line_num}: malformed CSV row with {len(fields)} fields, "
+                            f"the header has {n_fields}")
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, zipfile.BadZipFile, ValueError):
+        pass
+    return f"malformed CSV: {_one_line(exc)}"
+
+
+def _open_text(path: Path, compression: str | None) -> io.TextIOBase:
+    suffix = path.suffix.lower()
+    if compression == "gzip" or (compression == "infer" and suffix == ".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return path.open("r", encoding="utf-8", newline="")
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet
+
+
+def _read_parquet(path: Path, require_labels: bool) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
+        raise InputError(path, f"not a readable Parquet file: {_one_line(exc)}") from None
+    return validate_paysim_frame(frame, path, require_labels)
+
+
+def validate_paysim_frame(frame: pd.DataFrame, source: str | Path | None = "data frame",
+                          require_labels: bool = True) -> pd.DataFrame:
+    """Validate and type an in-memory PaySim table (Parquet, model input) like a file; `source` names it."""
+    frame = frame.copy()
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    _check_columns(source, columns, require_labels)
+    if len(frame) == 0:
+        raise InputError(source, "no transactions (no rows)")
+    frame = frame.reset_index(drop=True)
+    for column in STRING_COLUMNS:
+        if column in columns and not pd.api.types.is_string_dtype(frame[column]):
+            values = frame[column]
+            frame[column] = values.astype("str").where(values.notna())
+    coerced, unparsable = _coerce_numeric(frame)
+    problem = _first_problem(coerced, columns, unparsable, skip_blank=False)
+    if problem is not None:
+        _raise_problem(source, problem, 0, "row")
+    return _finish(coerced, columns, drop_blank=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation shared by both formats
+
+
+def _check_columns(path: str | Path | None, columns: list[str], require_labels: bool) -> None:
+    required = [c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS]
+    if require_labels:
+        required.append("isFraud")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        mode = "training" if require_labels else "scoring"
+        raise InputError(path, f"missing required column(s) for {mode}: {', '.join(missing)} "
+                               f"(found: {', '.join(columns) or 'none'})")
+
+
+def _coerce_numeric(frame: pd.DataFrame) -> tuple[pd.DataFrame, Unparsable]:
+    """Make numeric columns float64; remember which cells held text that is not a number."""
+    frame = frame.copy()
+    unparsable: Unparsable = {}
+    for column in NUMERIC_COLUMNS:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            frame[column] = values.astype("float64")
+            continue
+        text = values.astype("str").where(values.notna())
+        numbers = pd.to_numeric(text.str.strip(), errors="coerce").astype("float64")
+        bad = (numbers.isna() & text.notna() & (text.str.strip() != "")).to_numpy()
+        if bad.any():
+            unparsable[column] = (bad, text.to_numpy(dtype=object))
+        frame[column] = numbers
+    return frame, unparsable
+
+
+def _first_problem(frame: pd.DataFrame, columns: list[str],
+                   unparsable: Unparsable | None = None, skip_blank: bool = True) -> Problem | None:
+    """The earliest (row, then column order) problem in a frame whose numeric columns are float64."""
+    unparsable = unparsable or {}
+    n = len(frame)
+    if n == 0:
+        return None
+    blank = frame.isna().to_numpy().all(axis=1) if skip_blank else np.zeros(n, dtype=bool)  # empty CSV line
+    best: tuple[int, int, int] | None = None
+    found: dict[tuple[int, int, int], Problem] = {}
+
+    def consider(mask: np.ndarray, column: str, rank: int, describe: Callable[[int], str]) -> None:
+        nonlocal best
+        mask = mask & ~blank
+        if not mask.any():
+            return
+        pos = int(np.argmax(mask))
+        key = (pos, columns.index(column), rank)
+        if best is None or key < best:
+            best = key
+            found[key] = (pos, column, describe(pos))
+
+    for column in (c for c in PAYSIM_COLUMNS if c in frame.columns):
+        series = frame[column]
+        if column in unparsable:
+            bad, text = unparsable[column]
+            consider(bad, column, 0, lambda p, t=text: f"non-numeric value {_show(str(t[p]).strip())}")
+        missing = series.isna().to_numpy()
+        if column in unparsable:
+            missing = missing & ~unparsable[column][0]
+        if column in NAME_COLUMNS:
+            missing = missing | series.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
+        consider(missing, column, 1, lambda p: "missing value")
+        values = series.to_numpy()
+        if column == "type":
+            unknown = ~series.isin(TRANSACTION_TYPES).to_numpy() & ~missing
+            consider(unknown, column, 2, lambda p, v=values: (
+                f"unknown transaction type {_show(v[p])} (allowed: {', '.join(TRANSACTION_TYPES)})"))
+        elif column in NUMERIC_COLUMNS:
+            with np.errstate(invalid="ignore"):
+                infinite = np.isinf(values)
+                consider(infinite, column, 2, lambda p, v=values: f"not a finite number: {v[p]}")
+                if column == "step":
+                    bad = (values < 0) | (np.floor(values) != values)
+                    bad &= ~missing & ~infinite
+                    consider(bad, column, 3, lambda p, v=values: (
+                        f"step must be a whole, non-negative number of hours, got {_show(v[p])}"))
+                elif column in LABEL_COLUMNS:
+                    bad = ~missing & (values != 0) & (values != 1)
+                    consider(bad, column, 3, lambda p, v=values: f"must be 0 or 1, got {_show(v[p])}")
+                else:
+                    what = "amount" if column == "amount" else "balance"
+                    consider(values < 0, column, 3, lambda p, v=values, w=what: f"negative {w} {_show(v[p])}")
+    return found[best] if best is not None else None
+
+
+def _raise_problem(path: str | Path | None, problem: Problem, offset: int, unit: str) -> NoReturn:
+    pos, column, message = problem
+    number = offset + pos + (2 if unit == "line" else 1)  # CSV: header is line 1
+    raise InputError(path, _one_line(f"{unit} {number}, column '{column}': {message}"))
+
+
+def _finish(frame: pd.DataFrame, columns: list[str], drop_blank: bool = True) -> pd.DataFrame:
+    """Drop blank CSV lines and give the PaySim columns their final dtypes (input column order kept)."""
+    if drop_blank:
+        blank = frame.isna().to_numpy().all(axis=1)
+        if blank.any():
+            frame = frame.loc[~blank]
+    frame = frame.astype({"step": "int64", **{c: "int8" for c in LABEL_COLUMNS if c in frame.columns}})
+    return frame[columns]

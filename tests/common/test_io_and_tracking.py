@@ -1,0 +1,38 @@
+import mlflow
+import pytest
+
+from common import tracking
+from common.io import atomic_path
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+
+
+def test_runs_go_to_the_configured_store_and_champion_moves_only_on_improvement(tracking_store, tmp_path):
+    assert mlflow.get_tracking_uri() == tracking_store
+    exp = tracking.ensure_experiment("unit")
+    assert mlflow.get_experiment(exp).artifact_location.startswith((tmp_path / "artifacts").as_uri())
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    versions = []
+    for auc in (0.8, 0.7, 0.9):
+        with mlflow.start_run(experiment_id=exp):
+            tracking.log_metrics({"test_auc": auc, "undefined": float("nan")})
+            info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), registered_model_name="unit-model",
+                                           pip_requirements=[])
+            versions.append(tracking.promote_champion("unit-model", info.registered_model_version, "test_auc"))
+    assert versions == [True, False, True]
+    champion = mlflow.MlflowClient().get_model_version_by_alias("unit-model", "champion")
+    assert str(champion.version) == "3"
