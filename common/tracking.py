@@ -8,8 +8,9 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+import mlflow  # noqa: E402
 
 CHAMPION_ALIAS = "champion"
 

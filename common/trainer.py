@@ -83,7 +83,9 @@ def move_to_device(batch: Any, device: torch.device) -> Any:
 
 
 class Trainer:
-    """Fits `model` with `loss_fn(model(batch), batch)` and keeps the weights that `validate` scores best.
+    """Fits `model` with `loss_fn(model(inputs(batch)), batch)`, keeping the weights `validate` scores best.
+
+    `inputs` picks what the network takes from a batch (default: the whole batch, e.g. a dict).
 
     `validate(model)` returns a dict with `val_loss` and the monitored metric; it runs on the unwrapped
     model. Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 checkpoints
@@ -99,6 +101,7 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         device: torch.device | None = None,
+        inputs: Callable[[Any], Any] | None = None,
     ):
         self.config = config
         self.device = device or pick_device()
@@ -107,6 +110,7 @@ class Trainer:
         self.validate = validate
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.on_epoch_end = on_epoch_end
+        self.inputs = inputs or (lambda batch: batch)
         self.use_amp = config.amp and self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -194,7 +198,7 @@ class Trainer:
             batch = move_to_device(batch, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
-                loss = self.loss_fn(self.train_model(batch), batch)
+                loss = self.loss_fn(self.train_model(self.inputs(batch)), batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}")
             self.scaler.scale(loss).backward()

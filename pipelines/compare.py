@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
+import mlflow
 from common import tracking
 from common.errors import InputError
 from pipelines.registry import DOMAINS, KEY_METRICS
@@ -57,7 +57,7 @@ def _bar_chart(tables: list[pd.DataFrame], metric: str | None, path: Path) -> No
     from common.plotting import plt
 
     fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 4), squeeze=False)
-    for ax, table in zip(axes[0], tables):
+    for ax, table in zip(axes[0], tables, strict=True):
         domain = table["domain"].iloc[0]
         key = metric or KEY_METRICS[domain]
         ax.barh(table["run_id"], table[key])

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -14,8 +13,15 @@ import apps.fraud as fraud_app
 from apps.fraud import synthetic
 from apps.fraud.dataset import WindowBatchSampler
 from apps.fraud.features import (
-    CONTEXT_FEATURE_NAMES, EDGE_FEATURE_NAMES, EVENT_EXTRA_NAMES, NODE_FEATURE_NAMES, ROW_FEATURE_NAMES,
-    FraudFeatureConfig, Standardizer, build_tables, time_order,
+    CONTEXT_FEATURE_NAMES,
+    EDGE_FEATURE_NAMES,
+    EVENT_EXTRA_NAMES,
+    NODE_FEATURE_NAMES,
+    ROW_FEATURE_NAMES,
+    FraudFeatureConfig,
+    Standardizer,
+    build_tables,
+    time_order,
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim

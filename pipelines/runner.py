@@ -7,9 +7,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import mlflow.pyfunc
 
+import mlflow
 from common import tracking
 from common.config import flatten_config, load_config
 from common.errors import InputError

@@ -14,7 +14,12 @@ from tqdm.auto import tqdm
 
 from apps.fraud.dataset import FraudBatches, WindowBatchSampler
 from apps.fraud.features import (
-    FraudFeatureConfig, MoneyGraph, Standardizer, TransactionTables, build_tables, time_order,
+    FraudFeatureConfig,
+    MoneyGraph,
+    Standardizer,
+    TransactionTables,
+    build_tables,
+    time_order,
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.reader import read_paysim, validate_paysim_frame
@@ -45,7 +50,7 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
     position[rows] = np.arange(len(rows))
     out = np.empty(len(rows), np.float64)
     bar = tqdm(total=len(rows), desc="scoring", unit="rows", disable=None if progress else True)
-    for index, batch in zip(sampler, loader):
+    for index, batch in zip(sampler, loader, strict=True):
         batch = {k: v.to(device) for k, v in batch.items()}
         out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
         bar.update(len(index))

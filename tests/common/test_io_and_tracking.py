@@ -1,6 +1,6 @@
-import mlflow
 import pytest
 
+import mlflow
 from common import tracking
 from common.io import atomic_path
 

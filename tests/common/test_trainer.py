@@ -72,7 +72,7 @@ def test_resume_continues_where_it_stopped(tmp_path):
     result = resumed.fit(loader, resume=True)
 
     assert len(result.history) == 4
-    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
 

@@ -5,8 +5,15 @@ import pytest
 import torch
 
 from apps.fraud.features import (
-    CONTEXT_FEATURE_NAMES, EDGE_FEATURE_NAMES, EVENT_EXTRA_NAMES, NODE_FEATURE_NAMES, ROW_FEATURE_NAMES,
-    FraudFeatureConfig, MoneyGraph, Standardizer, build_tables,
+    CONTEXT_FEATURE_NAMES,
+    EDGE_FEATURE_NAMES,
+    EVENT_EXTRA_NAMES,
+    NODE_FEATURE_NAMES,
+    ROW_FEATURE_NAMES,
+    FraudFeatureConfig,
+    MoneyGraph,
+    Standardizer,
+    build_tables,
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.scorer import FraudScorer
@@ -49,7 +56,7 @@ def test_graph_snapshot_holds_only_earlier_windows(transactions):
     earlier = transactions[transactions["step"] // 24 < 2]
     # Every account's incoming count equals what happened before window 2, and nothing later.
     node_of = dict(zip(pd.concat([transactions["nameOrig"], transactions["nameDest"]]),
-                       np.concatenate([tables.orig, tables.dest])))
+                       np.concatenate([tables.orig, tables.dest]), strict=True))
     received = earlier.groupby("nameDest").size()
     for name, count in received.head(50).items():
         assert np.expm1(x[node_of[name], 0].item()) == pytest.approx(count)

@@ -1,11 +1,11 @@
 """End to end through the CLI: synth → run (train, evaluate, log, register) → score, and bad input."""
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
-
 from suite_cli import assert_clear_error, suite
+
+import mlflow
 
 MODEL = "models:/fraud-lstm-gat@champion"
 

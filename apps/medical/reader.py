@@ -1,0 +1,306 @@
+"""Read LUNA16 inputs (MetaImage volumes, candidate and annotation CSVs) and LIDC-style DICOM series.
+
+Conventions used everywhere in `apps.medical`:
+- `CTVolume.array` is float32 Hounsfield units with axes (z, y, x), as SimpleITK returns it;
+- `spacing` and `origin` are (x, y, z) millimetres, as written in the .mhd (`ElementSpacing`, `Offset`);
+- world (x, y, z) mm = origin + spacing * voxel index (x, y, z), i.e. the TransformMatrix is identity.
+  A volume whose direction is diagonal with entries ±1 (axis flips) is flipped to identity on read;
+  an oblique or axis-permuted one is rejected.
+Every problem with user input raises `InputError` naming the file, never a library traceback.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from common.errors import InputError
+
+LUNA16_COORDS = ("coordX", "coordY", "coordZ")
+CANDIDATE_COLUMNS = ("seriesuid", *LUNA16_COORDS)
+ANNOTATION_COLUMNS = ("seriesuid", *LUNA16_COORDS, "diameter_mm")
+
+# Bytes per voxel of the MetaImage element types, to check a .raw file's size before decoding it.
+_MET_BYTES = {
+    "MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+    "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+}
+# Tolerance when deciding that a direction matrix is diagonal with entries ±1.
+_DIRECTION_TOL = 1e-3
+
+
+@dataclass
+class CTVolume:
+    """One CT scan in HU with the geometry needed to map LUNA16 world coordinates to voxels."""
+
+    seriesuid: str
+    array: np.ndarray  # float32 HU, axes (z, y, x)
+    spacing: tuple[float, float, float]  # mm, (x, y, z) as in the .mhd
+    origin: tuple[float, float, float]  # mm, (x, y, z) world position of voxel (0, 0, 0)
+
+
+def world_to_voxel(world_xyz: np.ndarray, origin, spacing) -> np.ndarray:
+    """Continuous voxel index (x, y, z) of world points (…, 3) in mm: the LUNA16 mapping."""
+    world = np.asarray(world_xyz, dtype=np.float64)
+    return (world - np.asarray(origin, dtype=np.float64)) / np.asarray(spacing, dtype=np.float64)
+
+
+def voxel_to_world(voxel_xyz: np.ndarray, origin, spacing) -> np.ndarray:
+    """World mm of continuous voxel indices (x, y, z): the inverse of `world_to_voxel`."""
+    voxel = np.asarray(voxel_xyz, dtype=np.float64)
+    return voxel * np.asarray(spacing, dtype=np.float64) + np.asarray(origin, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Volumes
+# --------------------------------------------------------------------------------------------------
+def find_luna16_volumes(root: str | Path) -> dict[str, Path]:
+    """Map each seriesuid to its .mhd anywhere under `root`, so callers never guess subset folders."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(root, "data folder not found")
+    if not root.is_dir():
+        raise InputError(root, "expected a folder of LUNA16 .mhd/.raw volumes, got a file")
+    found: dict[str, Path] = {}
+    for mhd in sorted(root.rglob("*.mhd")):
+        uid = mhd.stem
+        if uid in found:
+            raise InputError(mhd, f"duplicate seriesuid {uid} (also {found[uid]})")
+        found[uid] = mhd
+    if not found:
+        raise InputError(root, "no .mhd volumes found (expected <seriesuid>.mhd + .raw, any subfolder)")
+    return found
+
+
+def _read_mhd_header(mhd_path: Path) -> dict[str, str]:
+    """Parse the `Key = Value` lines of a MetaImage header (stops at ElementDataFile, like MetaIO)."""
+    header: dict[str, str] = {}
+    try:
+        with open(mhd_path, "rb") as fh:
+            for raw_line in fh:
+                line = raw_line.decode("latin-1").strip()
+                if not line:
+                    continue
+                if "=" not in line:
+                    raise InputError(mhd_path, f"not a MetaImage header (line {line[:40]!r})")
+                key, value = (part.strip() for part in line.split("=", 1))
+                header[key] = value
+                if key == "ElementDataFile":
+                    break
+    except OSError as exc:
+        raise InputError(mhd_path, f"cannot read ({exc.strerror})") from None
+    return header
+
+
+def _floats(mhd_path: Path, header: dict[str, str], key: str, count: int) -> list[float] | None:
+    """Numbers of one header key, checked for count; None when absent."""
+    if key not in header:
+        return None
+    try:
+        values = [float(v) for v in header[key].split()]
+    except ValueError:
+        raise InputError(mhd_path, f"header {key} is not numeric: {header[key]!r}") from None
+    if len(values) != count:
+        raise InputError(mhd_path, f"header {key} needs {count} numbers, got {header[key]!r}")
+    return values
+
+
+def _check_mhd(mhd_path: Path) -> None:
+    """Validate a LUNA16 header and its .raw size before SimpleITK sees it (its errors mislead)."""
+    header = _read_mhd_header(mhd_path)
+    if header.get("ObjectType", "Image") != "Image":
+        raise InputError(mhd_path, f"ObjectType {header['ObjectType']!r} is not an Image")
+    if header.get("NDims") != "3":
+        raise InputError(mhd_path, f"expected a 3-D volume (NDims = 3), got NDims = {header.get('NDims')}")
+    dims = _floats(mhd_path, header, "DimSize", 3)
+    if dims is None or any(d < 1 or d != int(d) for d in dims):
+        raise InputError(mhd_path, f"header DimSize missing or invalid: {header.get('DimSize')!r}")
+    spacing = _floats(mhd_path, header, "ElementSpacing", 3) or _floats(mhd_path, header, "ElementSize", 3)
+    if spacing is not None and any(not np.isfinite(s) or s <= 0 for s in spacing):
+        raise InputError(mhd_path, f"ElementSpacing must be > 0 mm, got {header.get('ElementSpacing')!r}")
+    _floats(mhd_path, header, "TransformMatrix", 9)
+    for key in ("Offset", "Origin", "Position"):
+        _floats(mhd_path, header, key, 3)
+    data_file = header.get("ElementDataFile")
+    if data_file is None:
+        raise InputError(mhd_path, "header has no ElementDataFile")
+    if data_file == "LOCAL" or data_file.startswith("LIST") or "%" in data_file:
+        return  # pixel data inline or split over files: let SimpleITK check it
+    raw_path = mhd_path.parent / data_file
+    if not raw_path.is_file():
+        raise InputError(mhd_path, f"pixel data file {data_file} not found beside the header")
+    if header.get("CompressedData", "False").lower() == "true":
+        return
+    element = header.get("ElementType", "")
+    if element not in _MET_BYTES:
+        raise InputError(mhd_path, f"unsupported ElementType {element!r}")
+    channels = int(float(header.get("ElementNumberOfChannels", "1")))
+    expected = int(np.prod(dims)) * _MET_BYTES[element] * channels + int(float(header.get("HeaderSize", "0")))
+    actual = raw_path.stat().st_size
+    if actual < expected:
+        raise InputError(raw_path, f"truncated pixel data: {actual} bytes, header needs {expected}")
+
+
+def _to_identity_direction(
+    path: Path, array: np.ndarray, spacing: tuple[float, ...], origin: tuple[float, ...], direction
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Flip axes whose direction is -1 so that world = origin + spacing * index holds; reject oblique."""
+    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    diag = np.diag(matrix)
+    if np.abs(matrix - np.diag(diag)).max() > _DIRECTION_TOL or np.abs(np.abs(diag) - 1).max() > _DIRECTION_TOL:
+        raise InputError(path, "oblique or permuted orientation (TransformMatrix must be identity)")
+    new_origin = list(origin)
+    for xyz_axis in range(3):
+        if diag[xyz_axis] < 0:
+            zyx_axis = 2 - xyz_axis
+            n = array.shape[zyx_axis]
+            array = np.flip(array, axis=zyx_axis)
+            new_origin[xyz_axis] = origin[xyz_axis] - spacing[xyz_axis] * (n - 1)
+    if (diag < 0).any():
+        warnings.warn(f"{path}: axes flipped to an identity TransformMatrix", stacklevel=3)
+    return np.ascontiguousarray(array), (new_origin[0], new_origin[1], new_origin[2])
+
+
+def _from_sitk(path: Path, image: sitk.Image, seriesuid: str) -> CTVolume:
+    """Wrap a SimpleITK image as a CTVolume in float32 HU with identity orientation."""
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(path, f"expected a 3-D single-channel volume, got {image.GetDimension()}-D")
+    spacing = tuple(float(s) for s in image.GetSpacing())
+    if any(s <= 0 for s in spacing):
+        raise InputError(path, f"voxel spacing must be > 0 mm, got {spacing}")
+    origin = tuple(float(o) for o in image.GetOrigin())
+    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    array, origin = _to_identity_direction(path, array, spacing, origin, image.GetDirection())
+    return CTVolume(seriesuid=seriesuid, array=array, spacing=spacing, origin=origin)  # type: ignore[arg-type]
+
+
+def read_ct_volume(mhd_path: str | Path) -> CTVolume:
+    """Read one LUNA16 .mhd/.raw scan (seriesuid = file stem), checking the header and data size first."""
+    mhd_path = Path(mhd_path)
+    if not mhd_path.is_file():
+        raise InputError(mhd_path, "volume file not found")
+    _check_mhd(mhd_path)
+    try:
+        image = sitk.ReadImage(str(mhd_path))
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InputError(mhd_path, f"cannot read MetaImage ({reason})") from None
+    return _from_sitk(mhd_path, image, mhd_path.stem)
+
+
+# --------------------------------------------------------------------------------------------------
+# DICOM (LIDC-IDRI)
+# --------------------------------------------------------------------------------------------------
+def _dicom_headers(files: list[Path]) -> dict[str, list[tuple[float, Path]]]:
+    """Group readable CT image files by SeriesInstanceUID with their position along the slice normal."""
+    series: dict[str, list[tuple[float, Path]]] = {}
+    for path in files:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, AttributeError, EOFError):
+            continue
+        if "PixelSpacing" not in ds or "SeriesInstanceUID" not in ds:
+            continue  # not an image slice (e.g. a structured report)
+        position, orientation = ds.get("ImagePositionPatient"), ds.get("ImageOrientationPatient")
+        offset = float(ds.get("InstanceNumber") or 0)
+        if position is not None and orientation is not None and len(orientation) == 6:
+            normal = np.cross(np.asarray(orientation[:3], float), np.asarray(orientation[3:], float))
+            offset = float(np.dot(normal, np.asarray(position, float)))
+        series.setdefault(str(ds.SeriesInstanceUID), []).append((offset, path))
+    return series
+
+
+def read_dicom_series(folder_or_file: str | Path) -> CTVolume:
+    """Read an LIDC-IDRI style DICOM CT series (a folder, or one slice file) into HU via SimpleITK.
+
+    pydicom scans the headers (skipping XML and other non-image files) and orders the slices by
+    position; SimpleITK decodes the pixels and applies RescaleSlope/RescaleIntercept. A folder with
+    several series yields the one with the most slices. seriesuid = SeriesInstanceUID, as in LUNA16.
+    """
+    path = Path(folder_or_file)
+    if not path.exists():
+        raise InputError(path, "DICOM file or folder not found")
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    series = _dicom_headers(files)
+    if not series:
+        raise InputError(path, "no readable DICOM image slices found")
+    uid, slices = max(series.items(), key=lambda item: len(item[1]))
+    ordered = [str(p) for _, p in sorted(slices, key=lambda s: s[0])]
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(ordered)
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InputError(path, f"cannot decode DICOM series {uid} ({reason})") from None
+    return _from_sitk(path, image, uid)
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV tables
+# --------------------------------------------------------------------------------------------------
+def _read_table(path: str | Path, required: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
+    """Read a LUNA16 CSV as text, then check columns and numbers so errors can name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError(path, "file is empty (expected a header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        detail = str(exc).strip().splitlines()[-1]
+        raise InputError(path, f"not a valid CSV ({detail})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InputError(path, f"missing column {missing[0]} (need {', '.join(required)})")
+    table["seriesuid"] = table["seriesuid"].str.strip()
+    empty_uid = np.flatnonzero(table["seriesuid"].to_numpy() == "")
+    if len(empty_uid):
+        raise InputError(path, f"line {empty_uid[0] + 2}: empty seriesuid")
+    for column in numeric:
+        values = pd.to_numeric(table[column].str.strip(), errors="coerce")
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
+        if len(bad):
+            row = int(bad[0])
+            raise InputError(
+                path, f"line {row + 2}: column {column} is not a number: {table[column].iloc[row]!r}"
+            )
+        table[column] = values.astype(float)
+    return table
+
+
+def read_luna16_candidates(path: str | Path, require_class: bool = True) -> pd.DataFrame:
+    """Candidates (seriesuid, coordX/Y/Z mm [, class 0/1]) in file order; `class` optional for scoring."""
+    has_class = require_class
+    if not require_class and Path(path).is_file():
+        try:
+            has_class = "class" in pd.read_csv(path, nrows=0, skipinitialspace=True).columns.str.strip()
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+            has_class = False  # _read_table reports the problem
+    required = CANDIDATE_COLUMNS + (("class",) if has_class else ())
+    table = _read_table(path, required, numeric=required[1:])
+    if has_class:
+        labels = table["class"]
+        bad = np.flatnonzero(~labels.isin([0.0, 1.0]).to_numpy())
+        if len(bad):
+            raise InputError(path, f"line {bad[0] + 2}: column class must be 0 or 1, got {labels.iloc[bad[0]]:g}")
+        table["class"] = labels.astype(np.int64)
+    return table[list(required)].reset_index(drop=True)
+
+
+def read_luna16_annotations(path: str | Path) -> pd.DataFrame:
+    """Nodule annotations (seriesuid, coordX/Y/Z mm, diameter_mm > 0): the FROC ground truth."""
+    table = _read_table(path, ANNOTATION_COLUMNS, numeric=ANNOTATION_COLUMNS[1:])
+    bad = np.flatnonzero(table["diameter_mm"].to_numpy() <= 0)
+    if len(bad):
+        raise InputError(path, f"line {bad[0] + 2}: column diameter_mm must be > 0")
+    return table[list(ANNOTATION_COLUMNS)].reset_index(drop=True)

@@ -1,0 +1,99 @@
+"""Batch scoring of LUNA16 candidates with a trained 3D CNN, and its MLflow pyfunc wrapper."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from apps.medical.dataset import COORDS, read_luna16_folder
+from apps.medical.model import MedicalModelConfig, build_medical_model
+from apps.medical.patches import PatchConfig, extract_patches
+from apps.medical.reader import read_ct_volume
+from common.errors import InputError
+from common.io import atomic_path
+from common.model_bundle import load_bundle, save_bundle
+
+OUTPUT_COLUMNS = ["seriesuid", *COORDS, "probability"]
+
+
+@torch.no_grad()
+def predict_patches(network: nn.Module, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Nodule probability for float patches (N, 1, S, S, S) in [0, 1]."""
+    network.eval()
+    device = next(network.parameters()).device
+    out = np.empty(len(patches), np.float64)
+    for start in range(0, len(patches), batch_size):
+        batch = torch.as_tensor(np.asarray(patches[start:start + batch_size], np.float32), device=device)
+        out[start:start + len(batch)] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
+    return out
+
+
+class MedicalScorer:
+    """A trained nodule classifier with the patch geometry and threshold it was validated with."""
+
+    def __init__(self, network: nn.Module, model_cfg: MedicalModelConfig, patch_cfg: PatchConfig, threshold: float):
+        self.network, self.model_cfg, self.patch_cfg, self.threshold = network.eval(), model_cfg, patch_cfg, threshold
+
+    def save(self, folder: str | Path) -> Path:
+        spec = {"kind": "medical-nodule-3dcnn", "model": asdict(self.model_cfg), "patch": asdict(self.patch_cfg),
+                "threshold": float(self.threshold)}
+        return save_bundle(folder, self.network.state_dict(), spec)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> MedicalScorer:
+        state, spec = load_bundle(folder)
+        if spec.get("kind") != "medical-nodule-3dcnn":
+            raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a medical model")
+        model_cfg, patch_cfg = MedicalModelConfig(**spec["model"]), PatchConfig(**spec["patch"])
+        network = build_medical_model(model_cfg)
+        network.load_state_dict(state)
+        return cls(network, model_cfg, patch_cfg, spec["threshold"])
+
+    def score_folder(self, root: Path, batch_size: int = 256) -> pd.DataFrame:
+        """One probability per candidate of a LUNA16 folder, in candidates.csv order; one scan in memory."""
+        data = read_luna16_folder(root, require_labels=False)
+        absent = sorted(set(data.candidates["seriesuid"]) - set(data.volumes))
+        if absent:
+            raise InputError(root, f"candidates.csv names {len(absent)} seriesuid(s) with no volume, "
+                                   f"e.g. {absent[0]}")
+        probs = np.empty(len(data.candidates), np.float64)
+        groups = data.candidates.groupby("seriesuid", sort=False).indices
+        for uid, rows in tqdm(groups.items(), desc="scoring scans", unit="scan", disable=None):
+            volume = read_ct_volume(data.volumes[uid])
+            patches = extract_patches(volume, data.candidates[COORDS].to_numpy(np.float64)[rows], self.patch_cfg)
+            probs[rows] = predict_patches(self.network, patches, batch_size)
+        out = data.candidates[["seriesuid", *COORDS]].copy()
+        out["probability"] = probs
+        return out
+
+
+class MedicalPyfuncModel(mlflow.pyfunc.PythonModel):
+    """MLflow face of MedicalScorer: patches (N, 1, S, S, S) in [0, 1] in, nodule probability out."""
+
+    def load_context(self, context) -> None:
+        self.scorer = MedicalScorer.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
+        size = self.scorer.patch_cfg.size_vox
+        patches = np.asarray(model_input, np.float32)
+        if patches.ndim != 5 or patches.shape[1:] != (1, size, size, size):
+            raise InputError(None, f"expected patches of shape (N, 1, {size}, {size}, {size}), got {patches.shape}")
+        return predict_patches(self.scorer.network, patches)
+
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int) -> str:
+        """The LUNA16 submission CSV (seriesuid,coordX,coordY,coordZ,probability), written atomically."""
+        started = time.perf_counter()
+        scores = self.scorer.score_folder(Path(input_path), batch_size)
+        with atomic_path(output_path) as tmp:
+            scores.to_csv(tmp, index=False)
+        seconds = time.perf_counter() - started
+        n_scans = scores["seriesuid"].nunique()
+        return (f"scored {len(scores):,} candidates in {n_scans} scans in {seconds:.1f} s "
+                f"({seconds / max(n_scans, 1):.2f} s/scan); wrote {output_path}")

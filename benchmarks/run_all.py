@@ -1,0 +1,40 @@
+"""`make bench`: run every benchmark on medium synthetic data and write benchmarks/RESULTS.md."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from benchmarks import fraud_bench, medical_bench
+from benchmarks.common import machine
+from common.io import atomic_path
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
+    parser.add_argument("--only", choices=["fraud", "medical"])
+    parser.add_argument("--fraud-epochs", type=int, default=3)
+    parser.add_argument("--medical-epochs", type=int, default=12)
+    args = parser.parse_args()
+    sections = []
+    if args.only in (None, "fraud"):
+        sections.append(fraud_bench.run(args.scale, args.fraud_epochs))
+        print(sections[-1], flush=True)
+    if args.only in (None, "medical"):
+        sections.append(medical_bench.run(args.scale, args.medical_epochs))
+        print(sections[-1], flush=True)
+    command = "make bench" if args.only is None else f"python -m benchmarks.run_all --only {args.only}"
+    header = (f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — `{command}` (scale {args.scale})\n\n"
+              f"Machine: {machine()}\n")
+    previous = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nNewest first.\n"
+    title, _, rest = previous.partition("\nNewest first.\n")
+    with atomic_path(RESULTS) as tmp:
+        tmp.write_text(f"{title}\nNewest first.\n\n{header}\n" + "\n\n".join(sections) + "\n" + rest)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Medical pipeline: LUNA16 folder → cached candidate patches → 3D CNN → MLflow model `medical-nodule-3dcnn`."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+import apps.medical as medical_app
+from apps.medical import synthetic
+from apps.medical.dataset import (
+    COORDS,
+    Luna16Dataset,
+    PatchCache,
+    PatchDataset,
+    dequantize,
+    drop_candidates_without_volume,
+    load_candidate_patches,
+    read_luna16_folder,
+)
+from apps.medical.figures import patch_grid_figure
+from apps.medical.froc import FROC_FP_RATES, compute_froc, plot_froc
+from apps.medical.model import MedicalModelConfig, build_medical_model
+from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
+from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
+from common import tracking
+from common.errors import InputError
+from common.losses import build_classification_loss
+from common.metrics import best_f1_threshold, binary_metrics
+from common.plotting import learning_curves_figure, pr_figure, roc_figure
+from common.trainer import TrainConfig, Trainer, seed_everything
+from pipelines.domain import TrainedModel
+
+MLFLOW_ENTRY = str(Path(medical_app.__file__).parent / "mlflow_entry.py")
+
+
+@dataclass
+class MedicalDataConfig:
+    """Split by scan (never a patient in two splits) and how many negatives training keeps."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    train_negatives_per_positive: int = 10  # 0 keeps all; validation and test always keep every candidate
+    balanced_sampling: bool = False
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
+        if self.train_negatives_per_positive < 0:
+            raise ValueError("train_negatives_per_positive must be >= 0")
+
+
+@dataclass
+class MedicalConfig:
+    data: MedicalDataConfig = field(default_factory=MedicalDataConfig)
+    patch: PatchConfig = field(default_factory=PatchConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: MedicalModelConfig = field(default_factory=MedicalModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def split_scans(candidates: pd.DataFrame, cfg: MedicalDataConfig) -> tuple[list[str], list[str], list[str]]:
+    """Scans into train/val/test, stratified so every split has scans with nodules."""
+    has_nodule = candidates.groupby("seriesuid", sort=True)["class"].max()
+    rng = np.random.default_rng(cfg.split_seed)
+    splits: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for flag in (1, 0):
+        uids = rng.permutation(has_nodule.index[has_nodule == flag].to_numpy())
+        n_val = int(round(len(uids) * cfg.val_fraction))
+        n_test = int(round(len(uids) * cfg.test_fraction))
+        if flag == 1:
+            if len(uids) < 3:
+                raise InputError(None, "need at least 3 scans with a nodule candidate to split by scan, "
+                                       f"found {len(uids)}")
+            n_val, n_test = max(n_val, 1), max(n_test, 1)
+        splits[1].extend(uids[:n_val])
+        splits[2].extend(uids[n_val:n_val + n_test])
+        splits[0].extend(uids[n_val + n_test:])
+    return splits
+
+
+def subsample_negatives(candidates: pd.DataFrame, per_positive: int, seed: int) -> pd.DataFrame:
+    """All positives and at most `per_positive` negatives for each (0 keeps everything)."""
+    if per_positive == 0:
+        return candidates
+    positives = candidates[candidates["class"] == 1]
+    negatives = candidates[candidates["class"] == 0]
+    keep = min(len(negatives), per_positive * max(len(positives), 1))
+    return pd.concat([positives, negatives.sample(n=keep, random_state=seed)]).sort_index()
+
+
+def froc_of(candidates: pd.DataFrame, probs: np.ndarray, annotations: pd.DataFrame, uids: list[str]):
+    predictions = candidates[["seriesuid", *COORDS]].assign(probability=probs)
+    return compute_froc(predictions, annotations, uids)
+
+
+class MedicalPipeline:
+    name = "medical"
+    model_name = "medical-nodule-3dcnn"
+    key_metric = "test_cpm"
+    config_cls = MedicalConfig
+
+    def synthesize(self, out: Path, scale: str, seed: int) -> Path:
+        return synthetic.write_synthetic_luna16(out, scale, seed)
+
+    def fit(self, cfg: MedicalConfig, data: Path, workdir: Path, resume: bool,
+            on_epoch_end: Callable[[int, dict[str, float]], None]) -> TrainedModel:
+        seed_everything(cfg.train.seed)
+        folder: Luna16Dataset = drop_candidates_without_volume(read_luna16_folder(data, require_labels=True))
+        train_uids, val_uids, test_uids = split_scans(folder.candidates, cfg.data)
+        by_uid = folder.candidates["seriesuid"]
+        train_c = subsample_negatives(folder.candidates[by_uid.isin(train_uids)], cfg.data.train_negatives_per_positive,
+                                      cfg.data.split_seed)
+        val_c, test_c = folder.candidates[by_uid.isin(val_uids)], folder.candidates[by_uid.isin(test_uids)]
+
+        cache = PatchCache(tracking.repo_root() / "data" / "cache" / "medical", folder.volumes, cfg.patch)
+        train_p = load_candidate_patches(cache, train_c, "train patches")
+        val_p = dequantize(load_candidate_patches(cache, val_c, "val patches"))
+        test_p = dequantize(load_candidate_patches(cache, test_c, "test patches"))
+        y_train, y_val, y_test = (c["class"].to_numpy() for c in (train_c, val_c, test_c))
+
+        dataset = PatchDataset(train_p, y_train, train_augmentations(cfg.train.seed, cfg.augment))
+        sampler = None
+        if cfg.data.balanced_sampling:
+            weights = np.where(y_train == 1, 1.0 / max(y_train.sum(), 1), 1.0 / max((1 - y_train).sum(), 1))
+            sampler = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(y_train), replacement=True)
+        loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
+                            num_workers=cfg.train.num_workers, drop_last=len(dataset) > cfg.train.batch_size,
+                            persistent_workers=cfg.train.num_workers > 0, pin_memory=torch.cuda.is_available())
+        network = build_medical_model(cfg.model)
+        criterion = build_classification_loss(cfg.train.loss, y_train, 2, cfg.train.focal_gamma)
+
+        def loss_fn(logits: torch.Tensor, batch: dict) -> torch.Tensor:
+            return criterion.to(logits.device)(logits.float(), batch["label"])
+
+        def validate(model: torch.nn.Module) -> dict[str, float]:
+            probs = predict_patches(model, val_p, cfg.train.batch_size)
+            logits = torch.log(torch.from_numpy(np.c_[1 - probs, probs]).clamp_min(1e-12)).float()
+            metrics = binary_metrics(y_val, probs, fprs=())
+            cpm = froc_of(val_c, probs, folder.annotations, val_uids).cpm
+            return {"val_loss": float(criterion.cpu()(logits, torch.from_numpy(y_val))), "val_cpm": cpm,
+                    **{f"val_{k}": v for k, v in metrics.items()}}
+
+        trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end, inputs=lambda b: b["image"])
+        result = trainer.fit(loader, resume=resume)
+        network = trainer.model.cpu()
+
+        threshold = best_f1_threshold(y_val, predict_patches(network, val_p, cfg.train.batch_size))
+        test_probs = predict_patches(network, test_p, cfg.train.batch_size)
+        froc = froc_of(test_c, test_probs, folder.annotations, test_uids)
+        metrics = binary_metrics(y_test, test_probs, threshold, fprs=())
+        metrics.update({"cpm": froc.cpm, "threshold": threshold})
+        for rate, sensitivity in zip(FROC_FP_RATES, froc.sensitivities, strict=True):
+            metrics[f"sensitivity_at_{rate:g}_fp_per_scan"] = sensitivity
+
+        bundle = MedicalScorer(network, cfg.model, cfg.patch, threshold).save(workdir / "bundle")
+        return TrainedModel(
+            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+            input_example=test_p[:2].copy(),
+            figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
+                     "froc_test.png": plot_froc(froc),
+                     "patches_test.png": patch_grid_figure(test_p, y_test, test_probs),
+                     "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
+            history=result.history,
+            summary_params={"scans_train": len(train_uids), "scans_val": len(val_uids), "scans_test": len(test_uids),
+                            "candidates_train": len(train_c), "nodules_test": froc.n_nodules,
+                            "best_epoch": result.best_epoch + 1},
+        )
+
+    def score(self, python_model: MedicalPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+        if not isinstance(python_model, MedicalPyfuncModel):
+            raise InputError(None, f"the model is a {type(python_model).__name__}, not a medical model")
+        return python_model.score_file(input_path, output_path, batch_size)
+
+
+DOMAIN = MedicalPipeline()
