@@ -44,7 +44,7 @@ class MedicalDataConfig:
 
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    train_negatives_per_positive: int = 10  # 0 keeps all; validation and test always keep every candidate
+    train_negatives_per_positive: int = 5  # 0 keeps all; validation and test always keep every candidate
     balanced_sampling: bool = False
     split_seed: int = 0
 
