@@ -10,9 +10,9 @@ import torch
 
 from apps.medical.dataset import PatchCache, load_candidate_patches, read_luna16_folder
 from apps.medical.model import build_medical_model, count_flops
-from apps.medical.patches import PatchConfig, extract_patches
+from apps.medical.patches import extract_patches
 from apps.medical.reader import read_ct_volume
-from apps.medical.scorer import MedicalScorer
+from apps.medical.scorer import MedicalScorer, predict_patches
 from apps.medical.synthetic import write_synthetic_luna16
 from benchmarks.common import OUT, markdown_table, peak_rss_mb, timer
 from common.config import load_config
@@ -46,7 +46,7 @@ def run(scale: str, epochs: int) -> str:
     if not (data / "candidates.csv").exists():
         write_synthetic_luna16(data, scale, seed=1)
     folder = read_luna16_folder(data)
-    patch_cfg = PatchConfig()
+    patch_cfg = load_config(MedicalConfig, CONFIG_DIR / "medical.yaml").patch  # the geometry training uses
     n = len(folder.candidates)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,11 +79,11 @@ def run(scale: str, epochs: int) -> str:
         for uid in uids:
             volume = read_ct_volume(folder.volumes[uid])
             centres = folder.candidates.loc[folder.candidates.seriesuid == uid, ["coordX", "coordY", "coordZ"]]
-            from apps.medical.scorer import predict_patches
             predict_patches(best.network, extract_patches(volume, centres.to_numpy(float), patch_cfg))
     return "\n".join([
         f"### Medical ({scale} synthetic LUNA16: {len(folder.volumes)} scans, {n:,} candidates, "
-        f"{int(folder.candidates['class'].sum())} positive; {epochs} epochs)", "",
+        f"{int(folder.candidates['class'].sum())} positive; {size}³ patches of {patch_cfg.size_mm:g} mm; "
+        f"{epochs} epochs)", "",
         markdown_table(rows), "",
         f"- MONAI DenseNet121 (11.2 M params): one training step on 32 patches takes {densenet_step:.1f} s here, "
         "too slow to train to convergence on this CPU in the benchmark budget.",

@@ -16,8 +16,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--only", choices=["fraud", "medical"])
-    parser.add_argument("--fraud-epochs", type=int, default=3)
-    parser.add_argument("--medical-epochs", type=int, default=12)
+    parser.add_argument("--fraud-epochs", type=int, default=2)
+    parser.add_argument("--medical-epochs", type=int, default=15)
     args = parser.parse_args()
     sections = []
     if args.only in (None, "fraud"):

@@ -61,6 +61,8 @@ class FraudConfig:
 def temporal_split(step: np.ndarray, val_fraction: float, test_fraction: float) -> tuple[np.ndarray, ...]:
     """Row indices of train/val/test, cut at step boundaries so no step is in two splits."""
     steps, counts = np.unique(step, return_counts=True)
+    if len(steps) < 3:
+        raise InputError(None, f"need at least 3 distinct steps to split by time, found {len(steps)}")
     share = np.cumsum(counts) / counts.sum()
     train_end = steps[min(np.searchsorted(share, 1 - val_fraction - test_fraction), len(steps) - 3)]
     val_end = steps[max(min(np.searchsorted(share, 1 - test_fraction), len(steps) - 2),
@@ -95,8 +97,11 @@ class FraudPipeline:
         raw = read_paysim(path, require_labels=True)
         df = raw.iloc[time_order(raw)].reset_index(drop=True)
         labels = df["isFraud"].to_numpy(np.int64)
-        train_rows, val_rows, test_rows = temporal_split(
-            df["step"].to_numpy(), cfg.data.val_fraction, cfg.data.test_fraction)
+        try:
+            train_rows, val_rows, test_rows = temporal_split(
+                df["step"].to_numpy(), cfg.data.val_fraction, cfg.data.test_fraction)
+        except InputError as exc:
+            raise InputError(path, exc.problem) from None
         for split, rows in (("training", train_rows), ("validation", val_rows), ("test", test_rows)):
             if labels[rows].min() == labels[rows].max():
                 raise InputError(path, f"the {split} split (by step) holds only one class; need fraud and "
