@@ -70,10 +70,16 @@ def run(
     resume: Annotated[bool, typer.Option(help="continue the experiment's interrupted run")] = False,
 ) -> None:
     """Train, evaluate on a held-out split, log to MLflow and register the model."""
+    from common import distributed
     from pipelines.registry import get_domain
     from pipelines.runner import run_pipeline
 
-    outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume)
+    try:
+        outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume)
+    finally:
+        distributed.shutdown_distributed()
+    if outcome is None:  # a torchrun rank other than 0
+        return
     typer.echo(f"run_id: {outcome.run_id}")
     for key, value in outcome.test_metrics.items():
         typer.echo(f"{key}: {value:.4f}")

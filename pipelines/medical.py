@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 
 import apps.medical as medical_app
 from apps.medical import synthetic
@@ -27,7 +27,7 @@ from apps.medical.froc import FROC_FP_RATES, compute_froc, plot_froc
 from apps.medical.model import MedicalModelConfig, build_medical_model
 from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
 from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
-from common import tracking
+from common import distributed, tracking
 from common.errors import InputError
 from common.losses import build_classification_loss
 from common.metrics import best_f1_threshold, binary_metrics
@@ -126,7 +126,9 @@ class MedicalPipeline:
 
         dataset = PatchDataset(train_p, y_train, train_augmentations(cfg.train.seed, cfg.augment))
         sampler = None
-        if cfg.data.balanced_sampling:
+        if distributed.is_distributed():
+            sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed)
+        elif cfg.data.balanced_sampling:
             weights = np.where(y_train == 1, 1.0 / max(y_train.sum(), 1), 1.0 / max((1 - y_train).sum(), 1))
             sampler = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(y_train), replacement=True)
         loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,

@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow.pyfunc
 
 import mlflow
-from common import tracking
+from common import distributed, tracking
 from common.config import flatten_config, load_config
 from common.errors import InputError
 from common.io import atomic_dir
@@ -48,24 +48,38 @@ def checkpoint_dir(experiment: str) -> Path:
 
 
 def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],
-                 experiment: str | None, resume: bool) -> RunOutcome:
-    """Train and evaluate `domain`, log everything to MLflow, register the model, maybe crown it."""
+                 experiment: str | None, resume: bool) -> RunOutcome | None:
+    """Train and evaluate `domain`, log everything to MLflow, register the model, maybe crown it.
+
+    Under torchrun every rank trains; rank 0 alone logs and registers, and only it gets an outcome.
+    """
     cfg = load_config(domain.config_cls, config or CONFIG_DIR / f"{domain.name}.yaml", overrides)
+    distributed.init_distributed()  # no-op unless started by torchrun
+    main = distributed.is_main_process()
     if data is None:
+        if main:
+            default_data(domain)
+        distributed.barrier()
         data = default_data(domain)
     elif not Path(data).exists():
         raise InputError(data, "data path not found")
     experiment = experiment or domain.name
-    tracking.configure_tracking()
-    experiment_id = tracking.ensure_experiment(experiment)
     workdir = checkpoint_dir(experiment)
     run_id_file = workdir / "run_id.txt"
     resume_id = run_id_file.read_text().strip() if resume and run_id_file.is_file() else None
+    distributed.barrier()
+    if not main:  # other torchrun ranks train in step with rank 0, which alone logs and registers
+        distributed.barrier()
+        domain.fit(cfg, Path(data), workdir, resume_id is not None, lambda epoch, metrics: None)
+        return None
+    tracking.configure_tracking()
+    experiment_id = tracking.ensure_experiment(experiment)
     if resume and resume_id is None:
         print(f"nothing to resume for experiment {experiment!r}; starting a new run")
     if resume_id is None:
         shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
 
     with mlflow.start_run(run_id=resume_id, experiment_id=None if resume_id else experiment_id) as run:
         run_id_file.write_text(run.info.run_id)

@@ -1,6 +1,5 @@
 """The `suite` surface from CONTRACT.md: help everywhere, exit codes, one-line errors."""
 import pytest
-
 from suite_cli import assert_clear_error, suite
 
 
