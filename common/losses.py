@@ -52,3 +52,11 @@ def build_classification_loss(
     if kind == "focal":
         return FocalLoss(gamma=focal_gamma, weight=weight)
     raise ValueError(f"unknown loss {kind!r}; expected weighted_ce, ce or focal")
+
+
+def loss_on_probabilities(criterion: nn.Module, probs: np.ndarray, labels: np.ndarray) -> float:
+    """The training loss evaluated on predicted positive-class probabilities (for `val_loss`)."""
+    p = torch.from_numpy(np.asarray(probs, np.float64))
+    log_probs = torch.log(torch.stack([1 - p, p], 1).clamp_min(1e-12)).float()
+    # Log-probabilities are logits up to a constant, so softmax-based losses see the same distribution.
+    return float(criterion.cpu()(log_probs, torch.from_numpy(np.asarray(labels, np.int64))))

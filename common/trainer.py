@@ -218,17 +218,3 @@ class Trainer:
         self.model.eval()
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
             return {k: float(v) for k, v in self.validate(self.model).items()}
-
-
-@torch.no_grad()
-def predict_batches(
-    model: nn.Module, loader: Iterable, device: torch.device | None = None, desc: str | None = None
-) -> list[Any]:
-    """Run `model` in eval mode over `loader`, returning each batch's output on the CPU."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    outputs = []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=None if desc else True):
-        out = model(move_to_device(batch, device))
-        outputs.append(move_to_device(out, torch.device("cpu")))
-    return outputs

@@ -13,11 +13,6 @@ import apps.fraud as fraud_app
 from apps.fraud import synthetic
 from apps.fraud.dataset import WindowBatchSampler
 from apps.fraud.features import (
-    CONTEXT_FEATURE_NAMES,
-    EDGE_FEATURE_NAMES,
-    EVENT_EXTRA_NAMES,
-    NODE_FEATURE_NAMES,
-    ROW_FEATURE_NAMES,
     FraudFeatureConfig,
     Standardizer,
     build_tables,
@@ -28,7 +23,7 @@ from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
 from apps.fraud.scorer import FraudPyfuncModel, FraudScorer, make_batches, predict_rows
 from common import distributed
 from common.errors import InputError
-from common.losses import build_classification_loss
+from common.losses import build_classification_loss, loss_on_probabilities
 from common.metrics import best_f1_threshold, binary_metrics
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
@@ -109,10 +104,7 @@ class FraudPipeline:
         tables = build_tables(df, cfg.features)
         standardizer = Standardizer.fit(tables.row[train_rows])
         batches = make_batches(tables, df, standardizer, cfg.features, cfg.model, labels)
-        sizes = FraudInputSizes(row=len(ROW_FEATURE_NAMES), context=len(CONTEXT_FEATURE_NAMES),
-                                event=len(ROW_FEATURE_NAMES) + len(EVENT_EXTRA_NAMES),
-                                node=len(NODE_FEATURE_NAMES), edge=len(EDGE_FEATURE_NAMES))
-        network = FraudLSTMGAT(cfg.model, sizes)
+        network = FraudLSTMGAT(cfg.model, FraudInputSizes.from_features())
         criterion = build_classification_loss(cfg.train.loss, labels[train_rows], 2, cfg.train.focal_gamma)
         sampler = WindowBatchSampler(train_rows, tables.window, cfg.train.batch_size, shuffle=True,
                                      seed=cfg.train.seed, rank=distributed.rank(),
@@ -126,9 +118,8 @@ class FraudPipeline:
         def validate(model: FraudLSTMGAT) -> dict[str, float]:
             probs = predict_rows(model, batches, val_rows, eval_batch)
             y = labels[val_rows]
-            logits = torch.log(torch.from_numpy(np.c_[1 - probs, probs]).clamp_min(1e-12)).float()
-            val_loss = float(criterion.cpu()(logits, torch.from_numpy(y)))
             metrics = binary_metrics(y, probs, fprs=RECALL_FPRS)
+            val_loss = loss_on_probabilities(criterion, probs, y)
             return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
 
         trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end)

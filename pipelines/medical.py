@@ -29,7 +29,7 @@ from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
 from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
 from common import distributed, tracking
 from common.errors import InputError
-from common.losses import build_classification_loss
+from common.losses import build_classification_loss, loss_on_probabilities
 from common.metrics import best_f1_threshold, binary_metrics
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
@@ -142,10 +142,9 @@ class MedicalPipeline:
 
         def validate(model: torch.nn.Module) -> dict[str, float]:
             probs = predict_patches(model, val_p, cfg.train.batch_size)
-            logits = torch.log(torch.from_numpy(np.c_[1 - probs, probs]).clamp_min(1e-12)).float()
             metrics = binary_metrics(y_val, probs, fprs=())
             cpm = froc_of(val_c, probs, folder.annotations, val_uids).cpm
-            return {"val_loss": float(criterion.cpu()(logits, torch.from_numpy(y_val))), "val_cpm": cpm,
+            return {"val_loss": loss_on_probabilities(criterion, probs, y_val), "val_cpm": cpm,
                     **{f"val_{k}": v for k, v in metrics.items()}}
 
         trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end, inputs=lambda b: b["image"])

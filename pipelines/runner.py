@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,8 +112,7 @@ def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
         raise InputError(uri, "model URI not understood (use models:/NAME@champion, models:/NAME/VERSION, "
                               "runs:/ID/model or a local model folder)")
     try:
-        with tempfile.TemporaryDirectory():
-            loaded = mlflow.pyfunc.load_model(uri)
+        loaded = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # MLflow raises many kinds for a bad URI; the user needs one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise InputError(uri, f"cannot load model ({reason[:200]})") from None

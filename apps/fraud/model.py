@@ -7,6 +7,14 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATv2Conv
 
+from apps.fraud.features import (
+    CONTEXT_FEATURE_NAMES,
+    EDGE_FEATURE_NAMES,
+    EVENT_EXTRA_NAMES,
+    NODE_FEATURE_NAMES,
+    ROW_FEATURE_NAMES,
+)
+
 
 @dataclass
 class FraudModelConfig:
@@ -37,6 +45,13 @@ class FraudInputSizes:
     event: int
     node: int
     edge: int
+
+    @classmethod
+    def from_features(cls) -> FraudInputSizes:
+        """The widths `apps.fraud.features` produces today."""
+        return cls(row=len(ROW_FEATURE_NAMES), context=len(CONTEXT_FEATURE_NAMES),
+                   event=len(ROW_FEATURE_NAMES) + len(EVENT_EXTRA_NAMES),
+                   node=len(NODE_FEATURE_NAMES), edge=len(EDGE_FEATURE_NAMES))
 
 
 class SequenceEncoder(nn.Module):

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.losses import FocalLoss, build_classification_loss, class_weights
+from common.losses import FocalLoss, build_classification_loss, class_weights, loss_on_probabilities
 
 
 def test_class_weights_follow_n_over_c_times_nc():
@@ -36,3 +36,14 @@ def test_focal_with_gamma_zero_is_cross_entropy_and_gamma_discounts_easy_example
     per_example = [FocalLoss(gamma=2)(logits[i : i + 1], target[i : i + 1]).item() for i in range(2)]
     ce = [F.cross_entropy(logits[i : i + 1], target[i : i + 1]).item() for i in range(2)]
     assert per_example[0] / ce[0] < per_example[1] / ce[1]
+
+
+def test_loss_on_probabilities_equals_the_loss_on_the_matching_logits():
+    torch.manual_seed(1)
+    logits = torch.randn(30, 2)
+    labels = torch.randint(0, 2, (30,))
+    labels[:2] = torch.tensor([0, 1])
+    criterion = build_classification_loss("weighted_ce", labels.numpy())
+    probs = torch.softmax(logits, 1)[:, 1].numpy()
+    assert loss_on_probabilities(criterion, probs, labels.numpy()) == pytest.approx(
+        criterion(logits, labels).item(), rel=1e-5)

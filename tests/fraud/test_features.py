@@ -5,11 +5,7 @@ import pytest
 import torch
 
 from apps.fraud.features import (
-    CONTEXT_FEATURE_NAMES,
     EDGE_FEATURE_NAMES,
-    EVENT_EXTRA_NAMES,
-    NODE_FEATURE_NAMES,
-    ROW_FEATURE_NAMES,
     FraudFeatureConfig,
     MoneyGraph,
     Standardizer,
@@ -19,9 +15,7 @@ from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.scorer import FraudScorer
 from apps.fraud.synthetic import SCALES, generate_paysim
 
-SIZES = FraudInputSizes(row=len(ROW_FEATURE_NAMES), context=len(CONTEXT_FEATURE_NAMES),
-                        event=len(ROW_FEATURE_NAMES) + len(EVENT_EXTRA_NAMES),
-                        node=len(NODE_FEATURE_NAMES), edge=len(EDGE_FEATURE_NAMES))
+SIZES = FraudInputSizes.from_features()
 
 
 @pytest.fixture(scope="module")
