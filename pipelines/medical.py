@@ -55,6 +55,9 @@ class MedicalDataConfig:
             raise ValueError("train_negatives_per_positive must be >= 0")
 
 
+DENSENET_MIN_VOXELS = 32  # DenseNet121 halves the patch five times; smaller patches fail deep inside MONAI
+
+
 @dataclass
 class MedicalConfig:
     data: MedicalDataConfig = field(default_factory=MedicalDataConfig)
@@ -62,6 +65,11 @@ class MedicalConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: MedicalModelConfig = field(default_factory=MedicalModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.model.name == "densenet121" and self.patch.size_vox < DENSENET_MIN_VOXELS:
+            raise ValueError(f"densenet121 needs patches of at least {DENSENET_MIN_VOXELS} voxels a side, got "
+                             f"{self.patch.size_vox}; add --set patch.size_mm=32")
 
 
 def split_scans(candidates: pd.DataFrame, cfg: MedicalDataConfig) -> tuple[list[str], list[str], list[str]]:
