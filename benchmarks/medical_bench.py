@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,7 @@ STEP_BATCH = 32
 
 def step_seconds(name: str, size: int, repeats: int = 3) -> float:
     """Mean wall time of one training step (forward, backward, AdamW) on a batch of 32 patches."""
-    cfg = load_config(MedicalConfig, CONFIG_DIR / "medical.yaml", [f"model.name={name}"])
-    net = build_medical_model(cfg.model)
+    net = build_medical_model(replace(load_config(MedicalConfig, CONFIG_DIR / "medical.yaml").model, name=name))
     opt = torch.optim.AdamW(net.parameters())
     x, y = torch.rand(STEP_BATCH, 1, size, size, size), torch.randint(0, 2, (STEP_BATCH,))
     times = []
@@ -70,6 +70,7 @@ def run(scale: str, epochs: int) -> str:
                      "test AUC": m["auc"], "test CPM": m["cpm"], "train s": t["seconds"],
                      "GFLOP/patch (fwd)": flops / 1e9, "train step s (32 patches)": step,
                      "achieved GFLOP/s (≈3× fwd per step)": 3 * flops * STEP_BATCH / step / 1e9})
+        print(markdown_table(rows[-1:]), flush=True)  # partial results survive a later failure
         if label.startswith("cnn3d"):
             best = scorer
     densenet_size = max(size, DENSENET_MIN_VOXELS)  # its four poolings need at least 32³
