@@ -32,15 +32,16 @@ def test_run_learns_far_above_chance_and_registers_a_champion(trained):
     root, env, data, run = trained
     assert float(run.value("test_auc")) >= 0.9
     assert float(run.value("test_recall_at_1pct_fpr")) >= 0.5
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    logged = mlflow.get_run(run.value("run_id"))
+    # A client bound to this store: another test may have pointed the process-wide registry elsewhere.
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    logged = client.get_run(run.value("run_id"))
     assert logged.data.params["model.graph"] == "True" and logged.data.params["train.loss"] == "weighted_ce"
     assert {"test_auc", "test_recall", "test_precision", "test_recall_at_1pct_fpr"} <= set(logged.data.metrics)
-    history = mlflow.MlflowClient().get_metric_history(logged.info.run_id, "val_auc")
+    history = client.get_metric_history(logged.info.run_id, "val_auc")
     assert len(history) >= 1
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id, "plots")}
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/pr_test.png", "plots/learning_curves.png"} <= artifacts
-    champion = mlflow.MlflowClient().get_model_version_by_alias("fraud-lstm-gat", "champion")
+    champion = client.get_model_version_by_alias("fraud-lstm-gat", "champion")
     assert champion.run_id == logged.info.run_id
 
 

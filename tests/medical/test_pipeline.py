@@ -25,10 +25,10 @@ def test_run_learns_far_above_chance_and_logs_froc(trained):
     root, env, run = trained
     assert float(run.value("test_auc")) >= 0.85
     assert float(run.value("test_cpm")) > 0.2
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    logged = mlflow.get_run(run.value("run_id"))
+    client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    logged = client.get_run(run.value("run_id"))
     assert {"test_auc", "test_recall", "test_precision", "test_cpm"} <= set(logged.data.metrics)
-    plots = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id, "plots")}
+    plots = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/froc_test.png", "plots/patches_test.png"} <= plots
 
 
