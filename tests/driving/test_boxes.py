@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from real_kitti import REAL, needs_real
 
 from apps.driving.boxes import (
     bev_corners,
@@ -24,11 +23,6 @@ from apps.driving.boxes import (
 )
 from apps.driving.kitti import camera_box_array, read_frame
 
-REAL_ROOT = Path(
-    os.environ.get("KITTI_REAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kitti_real")
-)
-REAL = REAL_ROOT / "training"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real KITTI frame not found at {REAL}")
 UNIT = np.array([[0.0, 0.0, 1.0, 1.0, 0.0]])  # BEV [x, y, l, w, yaw]
 
 

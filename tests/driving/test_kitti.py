@@ -1,12 +1,12 @@
 """The KITTI reader on a real frame (000008) and on broken copies of it: every bad input is one InputError line."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from real_kitti import REAL, REAL_ROOT, needs_real
 
 from apps.driving.kitti import (
     KittiObject,
@@ -23,12 +23,6 @@ from apps.driving.kitti import (
 )
 from common.errors import InputError
 
-# The shared fixture sits beside the repository (../shared); KITTI_REAL_DIR overrides where it lives.
-REAL_ROOT = Path(
-    os.environ.get("KITTI_REAL_DIR", Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "kitti_real")
-)
-REAL = REAL_ROOT / "training"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real KITTI frame not found at {REAL}")
 FRAME = "000008"
 IMAGE_W, IMAGE_H = 1242, 375
 
