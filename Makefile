@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -c constraints.txt
 STAMP := $(VENV)/.installed
+MAX_JOBS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(PIP) -q torch==2.13.0
+	@# mmcv's compiled ops (Voxelization, rotated NMS) build against the installed torch, once: pip caches
+	@# the wheel in ~/.cache/pip, so only the first set-up on a machine pays the ~15-35 min compile.
+	$(PIP) -q "setuptools<81" wheel mmengine
+	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) mmcv==2.1.0 --no-build-isolation
 	$(PIP) -q -e ".[dev]"
 	touch $(STAMP)
 
@@ -22,6 +27,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/suite run fraud
 	$(BIN)/suite run medical
+	$(BIN)/suite run driving
 	$(BIN)/suite compare
 
 test: $(STAMP)

@@ -1,0 +1,145 @@
+"""Rotated BEV boxes with height from a centre heatmap (CenterPoint-style): targets, loss and decoding.
+
+Each output cell of `OUTPUT_STRIDE` pillars predicts a car-centre score and, where a centre falls, the
+box: sub-cell offset (2), centre height z (1), log size l, w, h (3) and heading as sin, cos (2).
+Anchor-free, so there is no anchor matching to tune; rotated NMS removes the few duplicates left.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from apps.driving.pillars import PillarGrid
+
+OUTPUT_STRIDE = 2  # the head sees the first backbone stage's grid: 2 × 2 pillars a cell
+REGRESSION_CHANNELS = 8  # dx, dy, z, log l, log w, log h, sin yaw, cos yaw
+
+
+@dataclass
+class CenterHeadConfig:
+    """How targets are drawn and detections decoded."""
+
+    min_radius: int = 2  # heatmap gaussian radius floor, cells
+    max_objects: int = 64  # per frame
+    regression_weight: float = 2.0
+    score_threshold: float = 0.05
+    top_k: int = 100
+    nms_iou: float = 0.1  # rotated BEV IoU above which the lower-scored box is dropped
+
+    def validate(self) -> None:
+        if self.min_radius < 0 or self.max_objects < 1 or self.top_k < 1:
+            raise ValueError("max_objects and top_k must be positive, min_radius non-negative")
+        if not 0 <= self.score_threshold < 1 or not 0 < self.nms_iou <= 1:
+            raise ValueError("score_threshold must be in [0, 1) and nms_iou in (0, 1]")
+
+
+def _gaussian_radius(length_cells: float, width_cells: float, min_overlap: float = 0.1) -> float:
+    """CornerNet's radius: how far a corner may move and keep IoU ≥ min_overlap (CenterPoint's rule)."""
+    h, w = length_cells, width_cells
+    b1, c1 = h + w, w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + math.sqrt(b1**2 - 4 * c1)) / 2
+    b2, c2 = 2 * (h + w), (1 - min_overlap) * w * h
+    r2 = (b2 + math.sqrt(b2**2 - 16 * c2)) / 2
+    a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (h + w), (min_overlap - 1) * w * h
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return min(r1, r2, r3)
+
+
+def _draw_gaussian(heatmap: np.ndarray, centre: tuple[int, int], radius: int) -> None:
+    """Max-blend a 2D gaussian of σ = (2r+1)/6 at (column, row)."""
+    sigma = (2 * radius + 1) / 6
+    ys, xs = np.ogrid[-radius:radius + 1, -radius:radius + 1]
+    blob = np.exp(-(xs * xs + ys * ys) / (2 * sigma * sigma))
+    col, row = centre
+    h, w = heatmap.shape
+    left, right = min(col, radius), min(w - col, radius + 1)
+    top, bottom = min(row, radius), min(h - row, radius + 1)
+    region = heatmap[row - top:row + bottom, col - left:col + right]
+    np.maximum(region, blob[radius - top:radius + bottom, radius - left:radius + right], out=region)
+
+
+class CenterTargets:
+    """Turns LiDAR boxes [x, y, z, l, w, h, yaw] into heatmap and regression targets on the head's grid."""
+
+    def __init__(self, grid: PillarGrid, cfg: CenterHeadConfig):
+        self.cfg = cfg
+        ny, nx = grid.shape
+        self.shape = (ny // OUTPUT_STRIDE, nx // OUTPUT_STRIDE)
+        self.origin = np.array(grid.point_cloud_range[:2])
+        self.cell = np.array(grid.pillar_size) * OUTPUT_STRIDE
+
+    def __call__(self, boxes: np.ndarray) -> dict[str, np.ndarray]:
+        h, w = self.shape
+        k = self.cfg.max_objects
+        heatmap = np.zeros((1, h, w), np.float32)
+        index = np.zeros(k, np.int64)
+        mask = np.zeros(k, np.float32)
+        regression = np.zeros((k, REGRESSION_CHANNELS), np.float32)
+        n = 0
+        for box in np.asarray(boxes, np.float64).reshape(-1, 7):
+            cx, cy = (box[:2] - self.origin) / self.cell
+            col, row = int(cx), int(cy)
+            if not (0 <= cx < w and 0 <= cy < h) or n >= k:
+                continue
+            radius = max(self.cfg.min_radius, int(_gaussian_radius(box[3] / self.cell[0], box[4] / self.cell[1])))
+            _draw_gaussian(heatmap[0], (col, row), radius)
+            index[n], mask[n] = row * w + col, 1.0
+            regression[n] = [cx - col, cy - row, box[2], *np.log(box[3:6]), math.sin(box[6]), math.cos(box[6])]
+            n += 1
+        return {"heatmap": heatmap, "index": index, "mask": mask, "regression": regression}
+
+
+def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CornerNet's penalty-reduced focal loss, normalised by the number of centres."""
+    pred = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    positive = target.eq(1).float()
+    pos_loss = torch.log(pred) * (1 - pred) ** 2 * positive
+    neg_loss = torch.log(1 - pred) * pred**2 * (1 - target) ** 4 * (1 - positive)
+    return -(pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp(min=1.0)
+
+
+def center_head_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                     regression_weight: float) -> torch.Tensor:
+    """Heatmap focal loss + L1 on the regression read at each true centre."""
+    heat = focal_heatmap_loss(outputs["heatmap"], targets["heatmap"])
+    reg = outputs["regression"].float().flatten(2)  # (B, 8, H*W)
+    index = targets["index"].unsqueeze(1).expand(-1, reg.shape[1], -1)  # (B, 8, K)
+    picked = reg.gather(2, index).transpose(1, 2)  # (B, K, 8)
+    mask = targets["mask"].unsqueeze(-1)
+    l1 = (F.l1_loss(picked, targets["regression"], reduction="none") * mask).sum() / mask.sum().clamp(min=1.0)
+    return heat + regression_weight * l1
+
+
+@torch.no_grad()
+def decode_boxes(outputs: dict[str, torch.Tensor], grid: PillarGrid, cfg: CenterHeadConfig
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per scan: LiDAR boxes (N, 7) [x, y, z, l, w, h, yaw] and scores (N,), after rotated NMS."""
+    from mmcv.ops import nms_rotated  # compiled op; imported here so training code runs without mmcv
+
+    heat = torch.sigmoid(outputs["heatmap"].float())
+    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    reg = outputs["regression"].float()
+    batch, _, h, w = heat.shape
+    origin = torch.tensor(grid.point_cloud_range[:2], device=heat.device)
+    cell = torch.tensor(grid.pillar_size, device=heat.device) * OUTPUT_STRIDE
+    results = []
+    for b in range(batch):
+        scores, flat = peaks[b, 0].flatten().topk(min(cfg.top_k, h * w))
+        keep = scores > cfg.score_threshold
+        scores, flat = scores[keep], flat[keep]
+        r = reg[b].flatten(1)[:, flat].T  # (N, 8)
+        rows, cols = (flat // w).float(), (flat % w).float()
+        xy = (torch.stack([cols, rows], 1) + r[:, :2]) * cell + origin
+        size = r[:, 3:6].clamp(max=3.0).exp()  # clamp: an untrained head must not overflow
+        yaw = torch.atan2(r[:, 6], r[:, 7])
+        boxes = torch.cat([xy, r[:, 2:3], size, yaw[:, None]], dim=1)
+        if len(boxes):
+            # mmcv's rotated boxes are (x, y, w, h, angle) with the angle counter-clockwise from +x to w.
+            _, kept = nms_rotated(boxes[:, [0, 1, 3, 4, 6]].cpu(), scores.cpu(), cfg.nms_iou)
+            boxes, scores = boxes[kept.to(boxes.device)], scores[kept.to(boxes.device)]
+        results.append((boxes.cpu().double().numpy(), scores.cpu().double().numpy()))
+    return results

@@ -1,0 +1,170 @@
+"""KITTI frames in memory for training: LiDAR boxes of the target class, augmentations applied to points
+and boxes together, and the collate step that pillarises scans and draws head targets.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from apps.driving.boxes import boxes3d_camera_to_lidar
+from apps.driving.center_head import CenterTargets
+from apps.driving.kitti import KittiCalib, KittiObject, read_frame
+from apps.driving.pillars import Pillarizer
+
+TARGET_CLASS = "Car"
+
+
+@dataclass
+class DrivingFrame:
+    """One frame as training and evaluation use it."""
+
+    frame_id: str
+    points: np.ndarray  # (N, 4) float32, or (N, 5) once painted
+    calib: KittiCalib
+    image: np.ndarray  # (H, W, 3) uint8, full resolution
+    objects: list[KittiObject]  # every label line, DontCare included (the evaluator needs them)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return self.image.shape[:2]
+
+    @property
+    def target_objects(self) -> list[KittiObject]:
+        return [obj for obj in self.objects if obj.type == TARGET_CLASS]
+
+    def lidar_boxes(self) -> np.ndarray:
+        """(G, 7) LiDAR boxes of the target class."""
+        return boxes3d_camera_to_lidar(self.target_objects, self.calib).reshape(-1, 7)
+
+    def image_boxes(self) -> np.ndarray:
+        """(G, 4) 2D boxes of the target class, full-resolution pixels."""
+        return np.array([obj.bbox for obj in self.objects if obj.type == TARGET_CLASS], np.float64).reshape(-1, 4)
+
+
+def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "reading frames") -> list[DrivingFrame]:
+    """Read frames (scan, calibration, image, labels) with a progress bar; unlabelled frames get no objects."""
+    frames = []
+    for frame_id in tqdm(frame_ids, desc=desc, unit="frame", disable=None):
+        raw = read_frame(split_dir, frame_id, image=True)
+        frames.append(DrivingFrame(frame_id, raw.points, raw.calib, raw.image, raw.objects or []))
+    return frames
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentations: each takes and returns (points, boxes) in the LiDAR frame, so both move together.
+# --------------------------------------------------------------------------------------------------
+class RandomFlipY:
+    """Mirror the scene left ↔ right (y → -y, yaw → -yaw) with probability p."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        self.p, self.rng = p, rng
+
+    def __call__(self, points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.rng.random() >= self.p:
+            return points, boxes
+        points, boxes = points.copy(), boxes.copy()
+        points[:, 1] *= -1
+        boxes[:, 1] *= -1
+        boxes[:, 6] *= -1
+        return points, boxes
+
+
+class RandomRotateZ:
+    """Rotate the whole scene about the sensor's vertical axis by U(-max_rad, max_rad)."""
+
+    def __init__(self, max_rad: float, rng: np.random.Generator):
+        self.max_rad, self.rng = max_rad, rng
+
+    def __call__(self, points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        angle = self.rng.uniform(-self.max_rad, self.max_rad)
+        c, s = math.cos(angle), math.sin(angle)
+        rot = np.array([[c, -s], [s, c]])
+        points, boxes = points.copy(), boxes.copy()
+        points[:, :2] = points[:, :2] @ rot.T
+        boxes[:, :2] = boxes[:, :2] @ rot.T
+        boxes[:, 6] = (boxes[:, 6] + angle + math.pi) % (2 * math.pi) - math.pi
+        return points, boxes
+
+
+class RandomScale:
+    """Scale the whole scene (points and box centres and sizes) by U(1 - delta, 1 + delta)."""
+
+    def __init__(self, delta: float, rng: np.random.Generator):
+        self.delta, self.rng = delta, rng
+
+    def __call__(self, points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        factor = self.rng.uniform(1 - self.delta, 1 + self.delta)
+        points, boxes = points.copy(), boxes.copy()
+        points[:, :3] *= factor
+        boxes[:, :6] *= factor
+        return points, boxes
+
+
+class Compose:
+    """Apply scene augmentations in order."""
+
+    def __init__(self, transforms: Sequence[Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]]):
+        self.transforms = list(transforms)
+
+    def __call__(self, points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        for transform in self.transforms:
+            points, boxes = transform(points, boxes)
+        return points, boxes
+
+
+@dataclass
+class SceneAugmentConfig:
+    """Global augmentations of KITTI PointPillars (flip, rotation, scale)."""
+
+    flip_p: float = 0.5
+    rotate_rad: float = 0.785  # ±π/4
+    scale_delta: float = 0.05
+
+    def validate(self) -> None:
+        if not 0 <= self.flip_p <= 1 or self.rotate_rad < 0 or not 0 <= self.scale_delta < 1:
+            raise ValueError("flip_p in [0, 1], rotate_rad ≥ 0, scale_delta in [0, 1)")
+
+
+def scene_augmentations(cfg: SceneAugmentConfig, seed: int) -> Compose:
+    rng = np.random.default_rng(seed)
+    return Compose([RandomFlipY(cfg.flip_p, rng), RandomRotateZ(cfg.rotate_rad, rng),
+                    RandomScale(cfg.scale_delta, rng)])
+
+
+class LidarDetectionDataset(Dataset):
+    """(points, LiDAR boxes) per frame, augmented when a transform is given."""
+
+    def __init__(self, frames: list[DrivingFrame], transform: Compose | None = None):
+        self.points = [f.points for f in frames]
+        self.boxes = [f.lidar_boxes() for f in frames]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        points, boxes = self.points[i], self.boxes[i]
+        if self.transform is not None:
+            points, boxes = self.transform(points, boxes)
+        return points, boxes
+
+
+class PillarCollate:
+    """Batch scans: pillars for the network plus heatmap/regression targets for the loss."""
+
+    def __init__(self, pillarizer: Pillarizer, targets: CenterTargets):
+        self.pillarizer, self.targets = pillarizer, targets
+
+    def __call__(self, items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+        batch = self.pillarizer.batch([points for points, _ in items])
+        drawn = [self.targets(boxes) for _, boxes in items]
+        for key in drawn[0]:
+            batch[key] = torch.from_numpy(np.stack([d[key] for d in drawn]))
+        batch["batch_size"] = len(items)
+        return batch

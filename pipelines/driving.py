@@ -1,0 +1,243 @@
+"""Driving pipeline: KITTI folder → camera YOLOX (mmdet) → PointPainting → PointPillars → MLflow model
+`driving-fusion-detector`. `--set model.fusion=none` is the LiDAR-only ablation.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from mmdet.evaluation.functional import eval_map
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+import apps.driving as driving_app
+from apps.driving import synthetic
+from apps.driving.camera import CameraConfig, CameraDetector, images_to_tensor, prepare_image
+from apps.driving.center_head import CenterHeadConfig, CenterTargets, center_head_loss
+from apps.driving.dataset import (
+    DrivingFrame,
+    LidarDetectionDataset,
+    PillarCollate,
+    SceneAugmentConfig,
+    read_driving_frames,
+    scene_augmentations,
+)
+from apps.driving.figures import bev_detections_figure, camera_detections_figure
+from apps.driving.kitti import DONTCARE, find_frames, kitti_split_dir
+from apps.driving.kitti_eval import evaluate_kitti
+from apps.driving.model import DrivingModelConfig, PointPillarsNet
+from apps.driving.pillars import PillarGrid, Pillarizer
+from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames, paint_frames
+from common import distributed
+from common.errors import InputError
+from common.plotting import learning_curves_figure
+from common.trainer import TrainConfig, Trainer, seed_everything
+from pipelines.domain import TrainedModel
+
+MLFLOW_ENTRY = str(Path(driving_app.__file__).parent / "mlflow_entry.py")
+FIGURE_FRAMES = 3  # test frames drawn in the BEV and camera plots
+
+
+@dataclass
+class DrivingDataConfig:
+    """Frames into train/val/test: ImageSets/{train,val,test}.txt when all three exist, else a seeded shuffle."""
+
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    use_image_sets: bool = True
+
+    def validate(self) -> None:
+        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
+            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
+
+
+@dataclass
+class CameraAugmentConfig:
+    flip_p: float = 0.5  # horizontal flip of image and 2D boxes together
+
+    def validate(self) -> None:
+        if not 0 <= self.flip_p <= 1:
+            raise ValueError("flip_p must be in [0, 1]")
+
+
+@dataclass
+class DrivingConfig:
+    data: DrivingDataConfig = field(default_factory=DrivingDataConfig)
+    grid: PillarGrid = field(default_factory=PillarGrid)
+    model: DrivingModelConfig = field(default_factory=DrivingModelConfig)
+    head: CenterHeadConfig = field(default_factory=CenterHeadConfig)
+    augment: SceneAugmentConfig = field(default_factory=SceneAugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    camera_augment: CameraAugmentConfig = field(default_factory=CameraAugmentConfig)
+    camera_train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def split_frames(root: Path, frame_ids: list[str], cfg: DrivingDataConfig) -> tuple[list[str], list[str], list[str]]:
+    """Train/val/test frame ids; a frame is never in two splits."""
+    sets = Path(root) / "ImageSets"
+    if cfg.use_image_sets and all((sets / f"{name}.txt").is_file() for name in ("train", "val", "test")):
+        splits = tuple(find_frames(root, split=name) for name in ("train", "val", "test"))
+        overlap = set(splits[0]) & (set(splits[1]) | set(splits[2])) | (set(splits[1]) & set(splits[2]))
+        if overlap:
+            raise InputError(sets, f"{len(overlap)} frame(s) are in two ImageSets lists, e.g. {sorted(overlap)[0]}")
+        return splits  # type: ignore[return-value]
+    if len(frame_ids) < 3:
+        raise InputError(root, f"need at least 3 labelled frames to split train/val/test, found {len(frame_ids)}")
+    order = np.random.default_rng(cfg.split_seed).permutation(len(frame_ids))
+    n_val = max(1, int(round(len(frame_ids) * cfg.val_fraction)))
+    n_test = max(1, int(round(len(frame_ids) * cfg.test_fraction)))
+    ids = [frame_ids[i] for i in order]
+    return sorted(ids[n_val + n_test:]), sorted(ids[:n_val]), sorted(ids[n_val:n_val + n_test])
+
+
+# --------------------------------------------------------------------------------------------------
+# Camera branch training
+# --------------------------------------------------------------------------------------------------
+class CameraDataset(Dataset):
+    """Resized images and their car boxes; a horizontal flip moves image and boxes together."""
+
+    def __init__(self, frames: list[DrivingFrame], cfg: CameraConfig, flip_p: float, seed: int):
+        self.images = [prepare_image(f.image, cfg.image_scale) for f in frames]
+        self.boxes = [f.image_boxes() * cfg.image_scale for f in frames]
+        self.flip_p, self.rng = flip_p, np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, boxes = self.images[i], self.boxes[i]
+        if self.rng.random() < self.flip_p:
+            width = image.shape[1]
+            image = np.ascontiguousarray(image[:, ::-1])
+            boxes = np.column_stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]])
+        return image, boxes
+
+
+def collate_camera(items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    images = [image for image, _ in items]
+    return {"images": images_to_tensor(images), "images_np": images, "boxes": [boxes for _, boxes in items]}
+
+
+def _loader(dataset: Dataset, cfg: TrainConfig, collate, shuffle: bool) -> DataLoader:
+    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=cfg.seed) if distributed.is_distributed() else None
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      collate_fn=collate, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                      drop_last=shuffle and len(dataset) > cfg.batch_size)
+
+
+def _mean_loss(model: torch.nn.Module, loader: DataLoader, loss_of: Callable[[torch.nn.Module, dict], torch.Tensor]
+               ) -> float:
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in loader:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            total += float(loss_of(model, batch))
+            count += 1
+    return total / max(count, 1)
+
+
+def train_camera(cfg: DrivingConfig, train: list[DrivingFrame], val: list[DrivingFrame], workdir: Path,
+                 resume: bool, on_epoch_end: Callable[[int, dict[str, float]], None]) -> CameraDetector:
+    """Fit the YOLOX camera detector on the 2D car boxes; its metrics are logged with a `camera_` prefix."""
+    camera = CameraDetector(cfg.camera)
+    loader = _loader(CameraDataset(train, cfg.camera, cfg.camera_augment.flip_p, cfg.camera_train.seed),
+                     cfg.camera_train, collate_camera, shuffle=True)
+    val_set = CameraDataset(val, cfg.camera, 0.0, 0)
+    val_loader = _loader(val_set, cfg.camera_train, collate_camera, shuffle=False)
+    ignore = [np.array([o.bbox for o in f.objects if o.type == DONTCARE]).reshape(-1, 4) * cfg.camera.image_scale
+              for f in val]
+
+    def validate(model: CameraDetector) -> dict[str, float]:
+        found = [d for start in range(0, len(val_set), cfg.camera_train.batch_size)
+                 for d in model.detect(val_set.images[start:start + cfg.camera_train.batch_size])]
+        truth = [{"bboxes": b, "labels": np.zeros(len(b), np.int64), "bboxes_ignore": i,
+                  "labels_ignore": np.zeros(len(i), np.int64)} for b, i in zip(val_set.boxes, ignore, strict=True)]
+        ap_2d, _ = eval_map([[np.column_stack([boxes, scores])] for boxes, scores in found], truth,
+                            iou_thr=0.5, logger="silent", nproc=1)
+        return {"val_loss": _mean_loss(model, val_loader, lambda m, b: m(b)), "val_ap_2d": float(ap_2d)}
+
+    trainer = Trainer(camera, cfg.camera_train, lambda loss, batch: loss, validate, workdir / "camera",
+                      lambda epoch, m: on_epoch_end(epoch, {f"camera_{k}": v for k, v in m.items()}))
+    trainer.fit(loader, resume=resume)
+    return trainer.model.cpu()
+
+
+# --------------------------------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------------------------------
+class DrivingPipeline:
+    name = "driving"
+    model_name = "driving-fusion-detector"
+    key_metric = "test_ap_bev"
+    config_cls = DrivingConfig
+
+    def synthesize(self, out: Path, scale: str, seed: int) -> Path:
+        return synthetic.write_synthetic_kitti(out, scale, seed)
+
+    def fit(self, cfg: DrivingConfig, data: Path, workdir: Path, resume: bool,
+            on_epoch_end: Callable[[int, dict[str, float]], None]) -> TrainedModel:
+        seed_everything(cfg.train.seed)
+        split_dir = kitti_split_dir(data)
+        frame_ids = find_frames(data, labels=True)
+        train_ids, val_ids, test_ids = split_frames(Path(data), frame_ids, cfg.data)
+        train = read_driving_frames(split_dir, train_ids, "reading train frames")
+        val = read_driving_frames(split_dir, val_ids, "reading val frames")
+        test = read_driving_frames(split_dir, test_ids, "reading test frames")
+        if not any(f.target_objects for f in train):
+            raise InputError(split_dir / "label_2", "no Car labels in the training frames")
+
+        camera = None
+        if cfg.model.fusion == "painting":
+            camera = train_camera(cfg, train, val, workdir, resume, on_epoch_end)
+            train, val = paint_frames(camera, train), paint_frames(camera, val)
+
+        grid, head = cfg.grid, cfg.head
+        pillarizer = Pillarizer(grid)
+        collate = PillarCollate(pillarizer, CenterTargets(grid, head))
+        loader = _loader(LidarDetectionDataset(train, scene_augmentations(cfg.augment, cfg.train.seed)), cfg.train,
+                         collate, shuffle=True)
+        val_loader = _loader(LidarDetectionDataset(val), cfg.train, collate, shuffle=False)
+        network = PointPillarsNet(cfg.model, grid)
+
+        def loss_fn(outputs: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
+            return center_head_loss(outputs, batch, head.regression_weight)
+
+        def validate(model: PointPillarsNet) -> dict[str, float]:
+            metrics = evaluate_kitti({f.frame_id: f.objects for f in val}, detect_frames(model, pillarizer, head, val))
+            val_loss = _mean_loss(model, val_loader, lambda m, b: loss_fn(m(b), b))
+            return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
+
+        trainer = Trainer(network, cfg.train, loss_fn, validate, workdir / "lidar", on_epoch_end)
+        result = trainer.fit(loader, resume=resume)
+        network = trainer.model.cpu()
+
+        scorer = DrivingScorer(network, camera, cfg.model, grid, head)
+        detections = scorer.detect(test)
+        metrics = evaluate_kitti({f.frame_id: f.objects for f in test}, detections)
+        shown = [f for f in test if f.target_objects][:FIGURE_FRAMES] or test[:FIGURE_FRAMES]
+        bundle = scorer.save(workdir / "bundle")
+        example = pd.DataFrame({"split_dir": [str(split_dir)], "frame_id": [test_ids[0]]})
+        return TrainedModel(
+            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+            input_example=example,
+            figures={"bev_detections_test.png": bev_detections_figure(shown, detections, grid.point_cloud_range),
+                     "camera_detections_test.png": camera_detections_figure(shown, detections),
+                     "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
+            history=result.history,
+            summary_params={"frames_train": len(train), "frames_val": len(val), "frames_test": len(test),
+                            "cars_test": sum(len(f.target_objects) for f in test), "best_epoch": result.best_epoch + 1},
+        )
+
+    def score(self, python_model: DrivingPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+        if not isinstance(python_model, DrivingPyfuncModel):
+            raise InputError(None, f"the model is a {type(python_model).__name__}, not a driving model")
+        return python_model.score_file(input_path, output_path, batch_size)
+
+
+DOMAIN = DrivingPipeline()

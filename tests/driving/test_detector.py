@@ -1,0 +1,120 @@
+"""PointPillars pieces: pillarisation, targets ↔ decoding, augmentations keeping points in their boxes."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from apps.driving.boxes import points_in_boxes_lidar
+from apps.driving.center_head import (
+    OUTPUT_STRIDE,
+    CenterHeadConfig,
+    CenterTargets,
+    center_head_loss,
+    decode_boxes,
+)
+from apps.driving.dataset import RandomFlipY, RandomRotateZ, RandomScale, SceneAugmentConfig, scene_augmentations
+from apps.driving.model import DrivingModelConfig, PointPillarsNet
+from apps.driving.pillars import PillarGrid, Pillarizer
+
+BOXES = np.array([[20.0, 5.0, -0.98, 3.9, 1.6, 1.5, 0.3], [35.5, -8.2, -0.9, 4.2, 1.7, 1.6, -2.0]])
+
+
+def box_points(boxes: np.ndarray, per_box: int = 200, seed: int = 0) -> np.ndarray:
+    """Points scattered inside each box (with reflectance), as a toy scan."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for x, y, z, length, w, h, yaw in boxes:
+        local = rng.uniform(-0.5, 0.5, (per_box, 3)) * [length, w, h]
+        c, s = math.cos(yaw), math.sin(yaw)
+        xy = local[:, :2] @ np.array([[c, s], [-s, c]]) + [x, y]
+        out.append(np.column_stack([xy, local[:, 2] + z, rng.uniform(0, 1, per_box)]))
+    return np.concatenate(out).astype(np.float32)
+
+
+def perfect_outputs(grid: PillarGrid, head: CenterHeadConfig, boxes: np.ndarray) -> dict[str, torch.Tensor]:
+    """Head maps a perfect network would output: the targets as logits."""
+    drawn = CenterTargets(grid, head)(boxes)
+    heat = np.where(drawn["heatmap"] >= 1.0, 10.0, -10.0).astype(np.float32)
+    reg = np.zeros((8, *drawn["heatmap"].shape[1:]), np.float32)
+    for i, m, r in zip(drawn["index"], drawn["mask"], drawn["regression"], strict=True):
+        if m:
+            reg.reshape(8, -1)[:, i] = r
+    return {"heatmap": torch.from_numpy(heat)[None], "regression": torch.from_numpy(reg)[None]}
+
+
+def test_pillarizer_keeps_points_in_range_and_grid_coordinates():
+    grid = PillarGrid()
+    pillars, counts, coords = Pillarizer(grid)(box_points(BOXES))
+    assert pillars.shape[1:] == (grid.max_points_per_pillar, 4)
+    assert int(counts.sum()) == 400  # every point lies inside the range and no pillar overflows
+    ny, nx = grid.shape
+    assert (coords[:, 0] < ny).all() and (coords[:, 1] < nx).all()
+
+
+def test_targets_decode_back_to_the_boxes():
+    grid, head = PillarGrid(), CenterHeadConfig()
+    (boxes, scores), = decode_boxes(perfect_outputs(grid, head, BOXES), grid, head)
+    order = np.argsort(boxes[:, 0])
+    np.testing.assert_allclose(boxes[order], BOXES, atol=1e-4)
+    assert np.all(scores > 0.99)
+
+
+def test_target_cells_follow_the_head_stride():
+    grid, head = PillarGrid(), CenterHeadConfig()
+    targets = CenterTargets(grid, head)
+    ny, nx = grid.shape
+    assert targets.shape == (ny // OUTPUT_STRIDE, nx // OUTPUT_STRIDE)
+    drawn = targets(np.array([[100.0, 0, 0, 4, 2, 1.5, 0]]))  # outside the range: no target
+    assert drawn["mask"].sum() == 0 and drawn["heatmap"].max() == 0
+
+
+def test_network_output_shape_and_loss_backward():
+    grid, head = PillarGrid(), CenterHeadConfig()
+    net = PointPillarsNet(DrivingModelConfig(fusion="none"), grid)
+    pillarizer = Pillarizer(grid)
+    batch = pillarizer.batch([box_points(BOXES), box_points(BOXES[:1], seed=1)])
+    batch["batch_size"] = 2
+    drawn = [CenterTargets(grid, head)(b) for b in (BOXES, BOXES[:1])]
+    targets = {k: torch.from_numpy(np.stack([d[k] for d in drawn])) for k in drawn[0]}
+    out = net(batch)
+    assert out["heatmap"].shape[2:] == targets["heatmap"].shape[2:]
+    loss = center_head_loss(out, targets, head.regression_weight)
+    loss.backward()
+    assert torch.isfinite(loss) and net.pfn.linear.weight.grad.abs().sum() > 0
+
+
+def test_painted_network_takes_a_fifth_point_feature():
+    grid = PillarGrid()
+    net = PointPillarsNet(DrivingModelConfig(fusion="painting"), grid)
+    points = box_points(BOXES)
+    batch = Pillarizer(grid).batch([np.hstack([points, np.ones((len(points), 1), np.float32)])])
+    batch["batch_size"] = 1
+    assert net(batch)["heatmap"].shape[0] == 1
+
+
+@pytest.mark.parametrize("transform", [RandomFlipY(1.0, np.random.default_rng(0)),
+                                       RandomRotateZ(0.8, np.random.default_rng(0)),
+                                       RandomScale(0.1, np.random.default_rng(0))])
+def test_augmentations_move_points_and_boxes_together(transform):
+    points = box_points(BOXES)
+    before = points_in_boxes_lidar(points, BOXES * [1, 1, 1, 1.01, 1.01, 1.01, 1]).sum()
+    moved_points, moved_boxes = transform(points, BOXES)
+    after = points_in_boxes_lidar(moved_points, moved_boxes * [1, 1, 1, 1.01, 1.01, 1.01, 1]).sum()
+    assert before == after == len(points)
+    assert not np.allclose(moved_points[:, :3], points[:, :3])
+
+
+def test_scene_augmentations_are_seeded():
+    points = box_points(BOXES)
+    a = scene_augmentations(SceneAugmentConfig(), seed=3)(points, BOXES)
+    b = scene_augmentations(SceneAugmentConfig(), seed=3)(points, BOXES)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_grid_config_rejects_bad_geometry():
+    with pytest.raises(ValueError, match="maxima"):
+        PillarGrid(point_cloud_range=[0, 0, 0, -1, 1, 1]).validate()
+    with pytest.raises(ValueError, match="fusion"):
+        DrivingModelConfig(fusion="late").validate()
