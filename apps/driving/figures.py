@@ -12,6 +12,7 @@ from common.plotting import plt
 
 MAX_PLOTTED_POINTS = 20_000
 TRUE_COLOUR, PRED_COLOUR = "tab:green", "tab:red"
+MIN_PLOTTED_SCORE = 0.3  # the detector keeps scores ≥ 0.05 for AP; drawing them all hides the picture
 
 
 def _lidar_bev(objects: list[KittiObject], frame: DrivingFrame) -> np.ndarray:
@@ -28,7 +29,7 @@ def bev_detections_figure(frames: list[DrivingFrame], detections: dict[str, list
         ax.scatter(pts[:, 1], pts[:, 0], s=0.2, c="0.4", rasterized=True)
         for corners in _lidar_bev(frame.target_objects, frame):
             ax.add_patch(Polygon(corners[:, ::-1], fill=False, edgecolor=TRUE_COLOUR, linewidth=1.5))
-        found = detections.get(frame.frame_id, [])
+        found = [obj for obj in detections.get(frame.frame_id, []) if obj.score >= MIN_PLOTTED_SCORE]
         for corners, obj in zip(_lidar_bev(found, frame), found, strict=True):
             ax.add_patch(Polygon(corners[:, ::-1], fill=False, edgecolor=PRED_COLOUR, linewidth=1.0))
             ax.text(corners[0, 1], corners[0, 0], f"{obj.score:.2f}", color=PRED_COLOUR, fontsize=6)
@@ -38,7 +39,7 @@ def bev_detections_figure(frames: list[DrivingFrame], detections: dict[str, list
         ax.set_title(f"frame {frame.frame_id}: {len(frame.target_objects)} true, {len(found)} found", fontsize=9)
         ax.set_xlabel("y (m, left)")
         ax.set_ylabel("x (m, forward)")
-    fig.suptitle(f"BEV: true {TARGET_CLASS} (green), detections (red)")
+    fig.suptitle(f"BEV: true {TARGET_CLASS} (green), detections with score ≥ {MIN_PLOTTED_SCORE} (red)")
     fig.tight_layout()
     return fig
 
@@ -51,7 +52,7 @@ def camera_detections_figure(frames: list[DrivingFrame], detections: dict[str, l
         for obj in frame.target_objects:
             x1, y1, x2, y2 = obj.bbox
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=TRUE_COLOUR, linewidth=1.5))
-        for obj in detections.get(frame.frame_id, []):
+        for obj in [o for o in detections.get(frame.frame_id, []) if o.score >= MIN_PLOTTED_SCORE]:
             x1, y1, x2, y2 = obj.bbox
             ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=PRED_COLOUR, linewidth=1.0))
             ax.text(x1, y1 - 2, f"{obj.score:.2f}", color=PRED_COLOUR, fontsize=7)

@@ -3,8 +3,9 @@
 Protocol, per frame, for one class (default Car), detections taken best score first:
 - a detection matches the unmatched ground truth of that class with the highest IoU ≥ the threshold: TP;
 - otherwise it is *ignored* (neither TP nor FP) when it overlaps, at IoU ≥ the threshold, a ground truth
-  of another class (not DontCare), or when at least `DONTCARE_COVER` of its 2D box lies inside a
-  DontCare region (DontCare labels carry only a 2D box); otherwise it is a FP (duplicates included).
+  of the neighbouring class (Van for Car, Person_sitting for Pedestrian, as in the devkit), or when at
+  least `DONTCARE_COVER` of its 2D box lies inside a DontCare region (DontCare labels carry only a 2D
+  box); otherwise it is a FP (duplicates included).
 Over all frames, operating points are the distinct scores (ties enter together, as with the devkit's
 score thresholds). AP R40 = mean over r = 1/40 … 40/40 of the interpolated precision max{p : recall ≥ r}.
 IoUs are computed between camera boxes directly (no calibration needed): BEV on the ground plane, 3D
@@ -13,9 +14,10 @@ as BEV overlap × vertical overlap over the union volume.
 Simplifications against the official devkit (cpp / `kitti_object_eval_python`):
 - no difficulty levels: every ground truth of the class counts, whatever its height, truncation or
   occlusion (closest to the devkit's "hard" level), and no detection is dropped for a small 2D box;
-- neighbouring classes (Van for Car, Person_sitting for Pedestrian) are not special: every other
-  class is an ignore region as described above, and DontCare is honoured for BEV/3D via the 2D box
-  (the devkit applies DontCare only to its 2D metric);
+- a neighbouring-class ground truth is an ignore region for overlapping detections (the devkit instead
+  ignores it as a ground truth); every other class (Misc, Truck, Cyclist …) is background, so a Car
+  detection on it is a false positive; DontCare is honoured for BEV/3D via the 2D box (the devkit
+  applies DontCare only to its 2D metric);
 - matching is greedy by score (COCO-style) rather than the devkit's two-pass threshold scan; for
   well-separated boxes both give the same result.
 AP and recall are fractions in [0, 1] (the devkit prints percentages); NaN when there is no ground truth.
@@ -38,6 +40,8 @@ LOOSE_IOU = 0.5  # the second threshold reported, and the recall threshold of th
 # Share of a detection's 2D box that must lie inside a DontCare region for the detection to be ignored.
 DONTCARE_COVER = 0.5
 _TP, _FP, _IGNORED = 1, 0, -1
+# Classes whose ground truths neither count nor penalise a detection of the key class (the devkit's rule).
+NEIGHBOUR_CLASSES: dict[str, tuple[str, ...]] = {"Car": ("Van",), "Pedestrian": ("Person_sitting",)}
 
 
 @dataclass
@@ -45,7 +49,7 @@ class _Frame:
     """One frame's boxes for one class, in the calibration-free upright layout used for IoU."""
 
     gt: np.ndarray  # (G, 7) ground truths of the class
-    others: np.ndarray  # (O, 7) ground truths of other classes (ignore regions)
+    others: np.ndarray  # (O, 7) ground truths of the neighbouring class (ignore regions)
     dontcare: np.ndarray  # (D, 4) DontCare 2D boxes
     dt: np.ndarray  # (K, 7) detections of the class, best score first
     dt_2d: np.ndarray  # (K, 4)
@@ -61,6 +65,7 @@ def _frames(
     gt: dict[str, list[KittiObject]], dt: dict[str, list[KittiObject]], cls: str
 ) -> list[_Frame]:
     """Split every frame's labels and detections into the arrays the matcher needs."""
+    neighbours = NEIGHBOUR_CLASSES.get(cls, ())
     unknown = sorted(set(dt) - set(gt))
     if unknown:
         raise InputError(None, f"detections for {len(unknown)} frame(s) without ground truth, e.g. {unknown[0]!r}")
@@ -74,7 +79,7 @@ def _frames(
             _Frame(
                 gt=boxes3d_camera_to_upright(camera_box_array([o for o in labels if o.type == cls])),
                 others=boxes3d_camera_to_upright(
-                    camera_box_array([o for o in labels if o.type not in (cls, DONTCARE)])
+                    camera_box_array([o for o in labels if o.type in neighbours])
                 ),
                 dontcare=_bbox_array([o for o in labels if o.type == DONTCARE]),
                 dt=boxes3d_camera_to_upright(camera_box_array(dets)),

@@ -87,7 +87,13 @@ def test_detection_on_dontcare_is_ignored():
     assert kitti_ap({"a": GT["a"][:1]}, dt, 0.7, "3d") == pytest.approx(0.5)  # without the region: a FP first
 
 
-def test_detection_on_another_class_is_ignored():
+def test_detection_on_a_distractor_class_is_a_false_positive():
+    misc = car(-10, 20, kind="Misc")
+    dt = {"a": [car(-10, 20, 0.95), *detect(GT["a"][:1], 0.9)]}
+    assert kitti_ap({"a": [GT["a"][0], misc]}, dt, 0.7, "bev") == pytest.approx(0.5)  # FP first, then the TP
+
+
+def test_detection_on_the_neighbouring_class_is_ignored():
     van = car(-10, 20, kind="Van")
     dt = {"a": [car(-10, 20, 0.95), *detect(GT["a"][:1], 0.9)]}
     assert kitti_ap({"a": [GT["a"][0], van]}, dt, 0.7, "bev") == 1.0
