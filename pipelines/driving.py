@@ -200,8 +200,8 @@ class DrivingPipeline:
         grid, head = cfg.grid, cfg.head
         pillarizer = Pillarizer(grid)
         collate = PillarCollate(pillarizer, CenterTargets(grid, head))
-        loader = _loader(LidarDetectionDataset(train, scene_augmentations(cfg.augment, cfg.train.seed)), cfg.train,
-                         collate, shuffle=True)
+        augment = scene_augmentations(cfg.augment, cfg.train.seed, train)
+        loader = _loader(LidarDetectionDataset(train, augment), cfg.train, collate, shuffle=True)
         val_loader = _loader(LidarDetectionDataset(val), cfg.train, collate, shuffle=False)
         network = PointPillarsNet(cfg.model, grid)
 

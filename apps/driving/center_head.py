@@ -1,7 +1,9 @@
 """Rotated BEV boxes with height from a centre heatmap (CenterPoint-style): targets, loss and decoding.
 
 Each output cell of `OUTPUT_STRIDE` pillars predicts a car-centre score and, where a centre falls, the
-box: sub-cell offset (2), centre height z (1), log size l, w, h (3) and heading as sin, cos (2).
+box: sub-cell offset (2), centre height z (1), log size l, w, h (3) and heading as sin 2θ, cos 2θ (2):
+the doubled angle makes a box and its 180° turn the same target, as they are for IoU, so the head never
+averages two opposite answers for a car whose front it cannot tell from its back.
 Anchor-free, so there is no anchor matching to tune; rotated NMS removes the few duplicates left.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch.nn.functional as F
 from apps.driving.pillars import PillarGrid
 
 OUTPUT_STRIDE = 2  # the head sees the first backbone stage's grid: 2 × 2 pillars a cell
-REGRESSION_CHANNELS = 8  # dx, dy, z, log l, log w, log h, sin yaw, cos yaw
+REGRESSION_CHANNELS = 8  # dx, dy, z, log l, log w, log h, sin 2·yaw, cos 2·yaw
 
 
 @dataclass
@@ -88,7 +90,7 @@ class CenterTargets:
             radius = max(self.cfg.min_radius, int(_gaussian_radius(box[3] / self.cell[0], box[4] / self.cell[1])))
             _draw_gaussian(heatmap[0], (col, row), radius)
             index[n], mask[n] = row * w + col, 1.0
-            regression[n] = [cx - col, cy - row, box[2], *np.log(box[3:6]), math.sin(box[6]), math.cos(box[6])]
+            regression[n] = [cx - col, cy - row, box[2], *np.log(box[3:6]), math.sin(2 * box[6]), math.cos(2 * box[6])]
             n += 1
         return {"heatmap": heatmap, "index": index, "mask": mask, "regression": regression}
 
@@ -135,7 +137,7 @@ def decode_boxes(outputs: dict[str, torch.Tensor], grid: PillarGrid, cfg: Center
         rows, cols = (flat // w).float(), (flat % w).float()
         xy = (torch.stack([cols, rows], 1) + r[:, :2]) * cell + origin
         size = r[:, 3:6].clamp(max=3.0).exp()  # clamp: an untrained head must not overflow
-        yaw = torch.atan2(r[:, 6], r[:, 7])
+        yaw = torch.atan2(r[:, 6], r[:, 7]) / 2  # in (-π/2, π/2]: heading up to a half turn
         boxes = torch.cat([xy, r[:, 2:3], size, yaw[:, None]], dim=1)
         if len(boxes):
             # mmcv's rotated boxes are (x, y, w, h, angle) with the angle counter-clockwise from +x to w.

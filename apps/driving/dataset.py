@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from apps.driving.boxes import boxes3d_camera_to_lidar
+from apps.driving.boxes import BEV_COLUMNS, bev_iou, boxes3d_camera_to_lidar, points_in_boxes_lidar
 from apps.driving.center_head import CenterTargets
 from apps.driving.kitti import KittiCalib, KittiObject, read_frame
 from apps.driving.pillars import Pillarizer
@@ -106,6 +106,48 @@ class RandomScale:
         return points, boxes
 
 
+class PasteSampledCars:
+    """Paste cars cut from other training frames (their points and boxes) into the scene until it holds
+    `cars_per_scene`, skipping any that would overlap a car already there: mmdet3d's ObjectSample (GT-AUG),
+    which gives a small training set many more cars to learn from.
+    """
+
+    def __init__(self, scans: Sequence[np.ndarray], boxes: Sequence[np.ndarray], cars_per_scene: int,
+                 rng: np.random.Generator, min_points: int = 5):
+        self.cars_per_scene, self.rng = cars_per_scene, rng
+        self.car_points: list[np.ndarray] = []
+        car_boxes = []
+        for scan, frame_boxes in zip(scans, boxes, strict=True):
+            if not len(frame_boxes):
+                continue
+            inside = points_in_boxes_lidar(scan, frame_boxes)
+            for j, box in enumerate(frame_boxes):
+                if inside[:, j].sum() >= min_points:
+                    self.car_points.append(scan[inside[:, j]])
+                    car_boxes.append(box)
+        self.car_boxes = np.array(car_boxes, np.float64).reshape(-1, 7)
+
+    def __call__(self, points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        wanted = self.cars_per_scene - len(boxes)
+        if wanted <= 0 or not len(self.car_boxes):
+            return points, boxes
+        scene = np.asarray(boxes, np.float64).reshape(-1, 7)
+        pasted: list[int] = []
+        for i in self.rng.permutation(len(self.car_boxes))[:2 * wanted]:
+            candidate = self.car_boxes[i:i + 1]
+            if len(scene) and bev_iou(candidate[:, BEV_COLUMNS], scene[:, BEV_COLUMNS]).max() > 0:
+                continue
+            scene = np.vstack([scene, candidate])
+            pasted.append(int(i))
+            if len(pasted) == wanted:
+                break
+        if not pasted:
+            return points, boxes
+        covered = points_in_boxes_lidar(points, self.car_boxes[pasted]).any(axis=1)
+        points = np.concatenate([points[~covered], *(self.car_points[i] for i in pasted)])
+        return points, scene
+
+
 class Compose:
     """Apply scene augmentations in order."""
 
@@ -122,18 +164,26 @@ class Compose:
 class SceneAugmentConfig:
     """Global augmentations of KITTI PointPillars (flip, rotation, scale)."""
 
+    paste_cars: int = 12  # fill each training scene up to this many cars from other frames (0: off)
     flip_p: float = 0.5
     rotate_rad: float = 0.785  # ±π/4
     scale_delta: float = 0.05
 
     def validate(self) -> None:
+        if self.paste_cars < 0:
+            raise ValueError("paste_cars must be >= 0")
         if not 0 <= self.flip_p <= 1 or self.rotate_rad < 0 or not 0 <= self.scale_delta < 1:
             raise ValueError("flip_p in [0, 1], rotate_rad ≥ 0, scale_delta in [0, 1)")
 
 
-def scene_augmentations(cfg: SceneAugmentConfig, seed: int) -> Compose:
+def scene_augmentations(cfg: SceneAugmentConfig, seed: int, frames: Sequence[DrivingFrame] = ()) -> Compose:
+    """Car pasting (from `frames`, the training set), then flip, rotation and scale of the whole scene."""
     rng = np.random.default_rng(seed)
-    return Compose([RandomFlipY(cfg.flip_p, rng), RandomRotateZ(cfg.rotate_rad, rng),
+    steps: list = []
+    if cfg.paste_cars and frames:
+        steps.append(PasteSampledCars([f.points for f in frames], [f.lidar_boxes() for f in frames], cfg.paste_cars,
+                                      rng))
+    return Compose([*steps, RandomFlipY(cfg.flip_p, rng), RandomRotateZ(cfg.rotate_rad, rng),
                     RandomScale(cfg.scale_delta, rng)])
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from apps.driving.boxes import points_in_boxes_lidar
+from apps.driving.boxes import BEV_COLUMNS, bev_iou, points_in_boxes_lidar
 from apps.driving.center_head import (
     OUTPUT_STRIDE,
     CenterHeadConfig,
@@ -13,7 +13,14 @@ from apps.driving.center_head import (
     center_head_loss,
     decode_boxes,
 )
-from apps.driving.dataset import RandomFlipY, RandomRotateZ, RandomScale, SceneAugmentConfig, scene_augmentations
+from apps.driving.dataset import (
+    PasteSampledCars,
+    RandomFlipY,
+    RandomRotateZ,
+    RandomScale,
+    SceneAugmentConfig,
+    scene_augmentations,
+)
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
 
@@ -56,7 +63,9 @@ def test_targets_decode_back_to_the_boxes():
     grid, head = PillarGrid(), CenterHeadConfig()
     (boxes, scores), = decode_boxes(perfect_outputs(grid, head, BOXES), grid, head)
     order = np.argsort(boxes[:, 0])
-    np.testing.assert_allclose(boxes[order], BOXES, atol=1e-4)
+    np.testing.assert_allclose(boxes[order, :6], BOXES[:, :6], atol=1e-4)
+    half_turns = (boxes[order, 6] - BOXES[:, 6]) / math.pi  # heading is decoded up to a half turn
+    np.testing.assert_allclose(half_turns, np.round(half_turns), atol=1e-4)
     assert np.all(scores > 0.99)
 
 
@@ -118,3 +127,15 @@ def test_grid_config_rejects_bad_geometry():
         PillarGrid(point_cloud_range=[0, 0, 0, -1, 1, 1]).validate()
     with pytest.raises(ValueError, match="fusion"):
         DrivingModelConfig(fusion="late").validate()
+
+
+def test_pasted_cars_bring_their_points_and_never_overlap():
+    donors = np.array([[12.0, -3.0, -0.9, 3.9, 1.6, 1.5, 1.0], [50.0, 10.0, -0.9, 4.0, 1.7, 1.5, 0.0],
+                       [20.5, 5.5, -0.9, 3.9, 1.6, 1.5, 0.2]])  # the last one overlaps BOXES[0]
+    paste = PasteSampledCars([box_points(donors, seed=2)], [donors], cars_per_scene=5, rng=np.random.default_rng(0))
+    points, boxes = paste(box_points(BOXES), BOXES)
+    assert len(boxes) == 4  # two donors fit; the overlapping one is refused
+    iou = bev_iou(boxes[:, BEV_COLUMNS], boxes[:, BEV_COLUMNS])
+    assert np.allclose(iou, np.eye(len(boxes)))
+    counts = points_in_boxes_lidar(points, boxes * [1, 1, 1, 1.01, 1.01, 1.01, 1]).sum(axis=0)
+    assert (counts == 200).all()
