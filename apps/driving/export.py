@@ -21,7 +21,7 @@ OUTPUT_NAMES = ["heatmap", "regression"]
 
 def export_onnx(net: PointPillarsNet, example: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write the network as ONNX (atomically), traced on one scan's pillars from `Pillarizer.batch`."""
-    wrapper = ExportablePointPillars(net.cpu().eval())
+    wrapper = ExportablePointPillars(net.cpu()).eval()  # the wrapper too: export follows its mode
     args = tuple(example[name].cpu() for name in INPUT_NAMES)
     dynamic = {"pillars": {0: "n_pillars"}, "counts": {0: "n_pillars"}, "coords": {0: "n_pillars"}}
     with atomic_path(path) as tmp, torch.no_grad():

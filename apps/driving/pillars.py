@@ -90,7 +90,7 @@ class PillarFeatureNet(nn.Module):
         xyz = pillars[..., :3]
         mean = (xyz * mask).sum(1, keepdim=True) / counts.clamp(min=1).view(-1, 1, 1).to(pillars.dtype)
         centre_xy = coords[:, [2, 1]].to(pillars.dtype) * self.step + self.origin[:2]
-        centre = torch.cat([centre_xy, self.origin[2:].expand(len(centre_xy), 1)], dim=1)
+        centre = torch.cat([centre_xy, self.origin[2:].expand(centre_xy.shape[0], 1)], dim=1)
         features = torch.cat([pillars, xyz - mean, xyz - centre[:, None, :]], dim=-1) * mask
         x = self.linear(features)
         x = torch.relu(self.norm(x.transpose(1, 2)).transpose(1, 2)) * mask
@@ -103,5 +103,5 @@ def scatter_to_bev(features: torch.Tensor, coords: torch.Tensor, batch_size: int
     ny, nx = shape
     flat = coords[:, 0] * (ny * nx) + coords[:, 1] * nx + coords[:, 2]
     canvas = features.new_zeros(batch_size * ny * nx, features.shape[1])
-    canvas = canvas.index_put((flat,), features)
+    canvas = canvas.scatter(0, flat[:, None].expand(-1, features.shape[1]), features)  # ONNX ScatterElements
     return canvas.view(batch_size, ny, nx, -1).permute(0, 3, 1, 2).contiguous()
