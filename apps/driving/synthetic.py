@@ -6,7 +6,8 @@
 Each frame (LiDAR frame: x forward, y left, z up, sensor at the origin, ground plane z = -1.73 m):
 - calibration: the real KITTI one (frame 000008), so projections match the real data;
 - 2–8 cars (lower body + narrower cabin + axles, so they have a car profile) and 1–4 car-sized distractors
-  (one full-height block: container, hedge or kiosk), placed non-overlapping in the camera's view,
+  (half of them decoys with a car's body and cabin that only the camera tells apart, the rest one
+  full-height block: container, hedge or kiosk), placed non-overlapping in the camera's view,
   5–55 m ahead; 0–4 thin poles and sometimes a wall along one side;
 - LiDAR: a 64-beam HDL-64E-like sensor (elevations +2.0° … -24.8°, azimuth step 0.18°) ray-cast against the ground and
   every block, nearest hit per ray, range noise, reflectance per surface; only points that project into
@@ -128,7 +129,11 @@ MISC_STYLES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "container": ((120, 98, 84), (105, 104, 100), (112, 100, 80)),
     "hedge": ((72, 86, 60), (80, 88, 66)),
     "kiosk": ((140, 138, 130), (125, 118, 108)),
+    "decoy": ((78, 92, 62), (92, 84, 66)),  # topiary or a covered trailer: car-shaped, hedge-textured
 }
+DECOY = "decoy"
+DECOY_SHARE = 0.5  # of distractors; the rest are the plain blocks below
+BLOCK_STYLES = ("container", "hedge", "kiosk")
 CONTAINER_RIB, CONTAINER_RIB_SHADE = 0.35, 0.7  # spacing and darkening of the container's vertical ribs
 KIOSK_SIGN, KIOSK_SIGN_SHADE = (0.7, 0.88), 1.25  # light sign band (share of the height), unlike a car's glass
 HEDGE_NOISE, WALL_NOISE = 26.0, 7.0
@@ -262,13 +267,17 @@ def _car(rng: np.random.Generator, box: np.ndarray) -> _Thing:
     return _Thing("car", box, blocks, colour)
 
 
-def _misc(rng: np.random.Generator, box: np.ndarray) -> _Thing:
-    """A car-sized distractor: one full-height block in a dull colour."""
-    style = str(rng.choice(list(MISC_STYLES)))
+def _misc(rng: np.random.Generator, box: np.ndarray, style: str) -> _Thing:
+    """A car-sized distractor in a dull colour: one full-height block, or (decoy) a car's body and cabin."""
     palette = MISC_STYLES[style]
     colour = palette[rng.integers(len(palette))]
-    block = _Block(box.copy(), float(rng.uniform(*MISC_REFLECTANCE)))
-    return _Thing("misc", box, [block], colour, style)
+    reflectance = float(rng.uniform(*MISC_REFLECTANCE))
+    if style == DECOY:
+        blocks = _car(rng, box).blocks[:2]  # the car profile without axles: only the camera tells it apart
+        for block in blocks:
+            block.reflectance = reflectance
+        return _Thing("misc", box, blocks, colour, style)
+    return _Thing("misc", box, [_Block(box.copy(), reflectance)], colour, style)
 
 
 def _sample_scene(rng: np.random.Generator) -> _Scene:
@@ -288,10 +297,14 @@ def _sample_scene(rng: np.random.Generator) -> _Scene:
         if box is not None:
             scene.things.append(_car(rng, box))
     for _ in range(rng.integers(MISC_PER_FRAME[0], MISC_PER_FRAME[1] + 1)):
-        size = rng.uniform(*MISC_LENGTH), rng.uniform(*MISC_WIDTH), rng.uniform(*MISC_HEIGHT)
+        style = DECOY if rng.random() < DECOY_SHARE else str(rng.choice(BLOCK_STYLES))
+        if style == DECOY:
+            size = _normal(rng, CAR_LENGTH), _normal(rng, CAR_WIDTH), _normal(rng, CAR_HEIGHT)
+        else:
+            size = rng.uniform(*MISC_LENGTH), rng.uniform(*MISC_WIDTH), rng.uniform(*MISC_HEIGHT)
         box = _place(rng, scene, placed, *size, _yaw)
         if box is not None:
-            scene.things.append(_misc(rng, box))
+            scene.things.append(_misc(rng, box, style))
     for _ in range(rng.integers(POLES_PER_FRAME[0], POLES_PER_FRAME[1] + 1)):
         box = _place(rng, scene, placed, POLE_SIZE, POLE_SIZE, POLE_HEIGHT, lambda _rng: 0.0)
         if box is not None:
@@ -566,7 +579,11 @@ def _paint_car(painter: _Painter, thing: _Thing) -> None:
 
 
 def _paint_misc(painter: _Painter, thing: _Thing) -> None:
-    """A dull block: ribbed container, noisy hedge or kiosk with a sign band."""
+    """A dull block: ribbed container, noisy hedge or kiosk with a sign band; a decoy's blocks in hedge texture."""
+    if thing.style == DECOY:
+        for block in thing.blocks:
+            painter.block(block.box, thing.colour, TEXTURE_HEDGE)
+        return
     texture = TEXTURE_HEDGE if thing.style == "hedge" else TEXTURE_NONE
     faces = painter.block(thing.box, thing.colour, texture)
     rib = tuple(int(c * CONTAINER_RIB_SHADE) for c in thing.colour)
