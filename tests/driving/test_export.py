@@ -4,7 +4,7 @@ import torch
 
 from apps.driving.export import OnnxPointPillars, export_onnx
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
-from apps.driving.pillars import Pillarizer, PillarGrid
+from apps.driving.pillars import PillarGrid, Pillarizer
 
 
 def scan(n: int, seed: int) -> np.ndarray:
