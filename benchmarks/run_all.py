@@ -18,8 +18,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["fraud", "medical", "driving"])
     parser.add_argument("--fraud-epochs", type=int, default=2)
     parser.add_argument("--medical-epochs", type=int, default=15)
-    parser.add_argument("--driving-epochs", type=int, default=15)
-    parser.add_argument("--driving-camera-epochs", type=int, default=10)
+    parser.add_argument("--driving-epochs", type=int, default=10)
+    parser.add_argument("--driving-camera-epochs", type=int, default=8)
     args = parser.parse_args()
     sections = []
     if args.only in (None, "fraud"):

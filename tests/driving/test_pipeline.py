@@ -11,7 +11,7 @@ from apps.driving.kitti_eval import evaluate_kitti
 
 MODEL = "models:/driving-fusion-detector@champion"
 # Small enough for CI on two cores, long enough to learn: the acceptance runs use the YAML defaults.
-FAST = ["--set", "train.epochs=8", "--set", "camera_train.epochs=6"]
+FAST = ["--set", "train.epochs=10", "--set", "camera_train.epochs=4"]
 
 
 @pytest.fixture(scope="module")
