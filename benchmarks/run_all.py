@@ -35,9 +35,9 @@ def main() -> None:
     header = (f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — `{command}` (scale {args.scale})\n\n"
               f"Machine: {machine()}\n")
     previous = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nNewest first.\n"
-    title, _, rest = previous.partition("\nNewest first.\n")
+    intro, marker, older = previous.partition("\n## ")  # new sections go above the older ones
     with atomic_path(RESULTS) as tmp:
-        tmp.write_text(f"{title}\nNewest first.\n\n{header}\n" + "\n\n".join(sections) + "\n" + rest)
+        tmp.write_text(f"{intro.rstrip()}\n\n{header}\n" + "\n\n".join(sections) + "\n" + marker + older)
     print(f"wrote {RESULTS}")
 
 
