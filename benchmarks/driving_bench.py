@@ -73,7 +73,8 @@ def run(scale: str, epochs: int, camera_epochs: int) -> str:
         onnx_path = export_onnx(net, batches[0], Path(tmp) / "pointpillars.onnx")
         session = OnnxPointPillars(onnx_path)
         onnx_ms = _mean_ms(session, batches)
-        max_diff = float(max((session(b)["heatmap"] - net(b)["heatmap"]).abs().max() for b in batches[:3]))
+        with torch.no_grad():
+            max_diff = float(max((session(b)["heatmap"] - net(b)["heatmap"]).abs().max() for b in batches[:3]))
     voxel_ms = _mean_ms(lambda f: fusion.pillarizer(f.points), painted)
     images = [prepare_image(f.image, fusion.camera.cfg.image_scale) for f in frames]
     camera_ms = _mean_ms(lambda img: fusion.camera.detect([img]), images)
