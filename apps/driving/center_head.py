@@ -116,12 +116,21 @@ def center_head_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.
     return heat + regression_weight * l1
 
 
+def rotated_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Indices kept by mmcv's rotated NMS on the BEV footprints of LiDAR boxes (N, 7), best score first."""
+    from mmcv.ops import nms_rotated  # compiled op; imported here so training code runs without mmcv
+
+    # mmcv takes (x, y, w, h, angle); its default `clockwise=True` is meant for image axes (y down), which is
+    # counter-clockwise in our y-up BEV: the test against exact polygon IoU (boxes.rotated_nms_bev) pins this.
+    _, kept = nms_rotated(boxes[:, [0, 1, 3, 4, 6]].float().cpu(), scores.float().cpu(), iou_threshold,
+                          clockwise=True)
+    return kept
+
+
 @torch.no_grad()
 def decode_boxes(outputs: dict[str, torch.Tensor], grid: PillarGrid, cfg: CenterHeadConfig
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per scan: LiDAR boxes (N, 7) [x, y, z, l, w, h, yaw] and scores (N,), after rotated NMS."""
-    from mmcv.ops import nms_rotated  # compiled op; imported here so training code runs without mmcv
-
     heat = torch.sigmoid(outputs["heatmap"].float())
     peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)
     reg = outputs["regression"].float()
@@ -140,8 +149,7 @@ def decode_boxes(outputs: dict[str, torch.Tensor], grid: PillarGrid, cfg: Center
         yaw = torch.atan2(r[:, 6], r[:, 7]) / 2  # in (-π/2, π/2]: heading up to a half turn
         boxes = torch.cat([xy, r[:, 2:3], size, yaw[:, None]], dim=1)
         if len(boxes):
-            # mmcv's rotated boxes are (x, y, w, h, angle) with the angle counter-clockwise from +x to w.
-            _, kept = nms_rotated(boxes[:, [0, 1, 3, 4, 6]].cpu(), scores.cpu(), cfg.nms_iou)
-            boxes, scores = boxes[kept.to(boxes.device)], scores[kept.to(boxes.device)]
+            kept = rotated_nms(boxes, scores, cfg.nms_iou).to(boxes.device)
+            boxes, scores = boxes[kept], scores[kept]
         results.append((boxes.cpu().double().numpy(), scores.cpu().double().numpy()))
     return results

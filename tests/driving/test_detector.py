@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from apps.driving.boxes import BEV_COLUMNS, bev_iou, points_in_boxes_lidar
+from apps.driving.boxes import BEV_COLUMNS, bev_iou, points_in_boxes_lidar, rotated_nms_bev
 from apps.driving.center_head import (
     OUTPUT_STRIDE,
     CenterHeadConfig,
     CenterTargets,
     center_head_loss,
     decode_boxes,
+    rotated_nms,
 )
 from apps.driving.dataset import (
     PasteSampledCars,
@@ -67,6 +68,16 @@ def test_targets_decode_back_to_the_boxes():
     half_turns = (boxes[order, 6] - BOXES[:, 6]) / math.pi  # heading is decoded up to a half turn
     np.testing.assert_allclose(half_turns, np.round(half_turns), atol=1e-4)
     assert np.all(scores > 0.99)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mmcv_rotated_nms_keeps_what_exact_rotated_iou_keeps(seed):
+    rng = np.random.default_rng(seed)
+    boxes = np.column_stack([rng.uniform(0, 8, 40), rng.uniform(0, 8, 40), np.zeros(40), rng.uniform(2, 5, 40),
+                             rng.uniform(1, 2, 40), np.ones(40), rng.uniform(-np.pi, np.pi, 40)])
+    scores = rng.uniform(0, 1, 40)
+    kept = rotated_nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.3).numpy()
+    np.testing.assert_array_equal(kept, rotated_nms_bev(boxes, scores, 0.3))
 
 
 def test_target_cells_follow_the_head_stride():
