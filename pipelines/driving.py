@@ -76,23 +76,57 @@ class DrivingConfig:
     camera_augment: CameraAugmentConfig = field(default_factory=CameraAugmentConfig)
     camera_train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> None:
+        cells = 2 ** len(self.model.backbone_channels)  # every backbone stage halves the grid
+        ny, nx = self.grid.shape
+        if ny % cells or nx % cells:
+            raise ValueError(f"the pillar grid ({nx} x {ny} from grid.point_cloud_range / grid.pillar_size) must "
+                             f"divide by {cells} for {len(self.model.backbone_channels)} backbone stages")
+
+
+def _seeded_split(ids: list[str], fractions: tuple[float, ...], seed: int) -> list[list[str]]:
+    """Shuffle `ids` and cut off one part per fraction (each at least one frame); the rest comes first."""
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    sizes = [max(1, int(round(len(ids) * f))) for f in fractions]
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(sorted(order[start:start + size]))
+        start += size
+    return [sorted(order[start:]), *parts]
+
 
 def split_frames(root: Path, frame_ids: list[str], cfg: DrivingDataConfig) -> tuple[list[str], list[str], list[str]]:
-    """Train/val/test frame ids; a frame is never in two splits."""
-    sets = Path(root) / "ImageSets"
-    if cfg.use_image_sets and all((sets / f"{name}.txt").is_file() for name in ("train", "val", "test")):
-        splits = tuple(find_frames(root, split=name) for name in ("train", "val", "test"))
-        overlap = set(splits[0]) & (set(splits[1]) | set(splits[2])) | (set(splits[1]) & set(splits[2]))
-        if overlap:
-            raise InputError(sets, f"{len(overlap)} frame(s) are in two ImageSets lists, e.g. {sorted(overlap)[0]}")
-        return splits  # type: ignore[return-value]
+    """Train/val/test frame ids of the labelled frames; a frame is never in two splits.
+
+    With ImageSets/train.txt and val.txt, those are used; test.txt too when it lists labelled frames of
+    this folder (the common KITTI ImageSets list `testing/` frames, which have no labels), else the val
+    list is halved into val and test. Without ImageSets: a seeded shuffle.
+    """
     if len(frame_ids) < 3:
         raise InputError(root, f"need at least 3 labelled frames to split train/val/test, found {len(frame_ids)}")
-    order = np.random.default_rng(cfg.split_seed).permutation(len(frame_ids))
-    n_val = max(1, int(round(len(frame_ids) * cfg.val_fraction)))
-    n_test = max(1, int(round(len(frame_ids) * cfg.test_fraction)))
-    ids = [frame_ids[i] for i in order]
-    return sorted(ids[n_val + n_test:]), sorted(ids[:n_val]), sorted(ids[n_val:n_val + n_test])
+    sets = Path(root) / "ImageSets"
+    if not (cfg.use_image_sets and all((sets / f"{name}.txt").is_file() for name in ("train", "val"))):
+        train, val, test = _seeded_split(frame_ids, (cfg.val_fraction, cfg.test_fraction), cfg.split_seed)
+        return train, val, test
+    labelled = set(frame_ids)
+    train, val = (find_frames(root, split=name) for name in ("train", "val"))
+    test = []
+    if (sets / "test.txt").is_file():
+        listed = (sets / "test.txt").read_text().split()
+        if listed and set(listed) <= labelled:
+            test = sorted(dict.fromkeys(listed))
+    if not test:
+        if len(val) < 2:
+            raise InputError(sets / "val.txt", "lists fewer than 2 frames: cannot carve a test split from it")
+        val, test = _seeded_split(val, (0.5,), cfg.split_seed)
+        print(f"ImageSets/test.txt absent or not labelled frames of {root}: half of val.txt is the test split")
+    overlap = (set(train) & (set(val) | set(test))) | (set(val) & set(test))
+    if overlap:
+        raise InputError(sets, f"{len(overlap)} frame(s) are in two ImageSets lists, e.g. {sorted(overlap)[0]}")
+    unlabelled = sorted((set(train) | set(val)) - labelled)
+    if unlabelled:
+        raise InputError(sets, f"{len(unlabelled)} listed frame(s) have no label_2 file, e.g. {unlabelled[0]}")
+    return train, val, test
 
 
 # --------------------------------------------------------------------------------------------------

@@ -47,12 +47,29 @@ class DrivingFrame:
         return np.array([obj.bbox for obj in self.objects if obj.type == TARGET_CLASS], np.float64).reshape(-1, 4)
 
 
-def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "reading frames") -> list[DrivingFrame]:
-    """Read frames (scan, calibration, image, labels) with a progress bar; unlabelled frames get no objects."""
+def points_in_camera_view(points: np.ndarray, calib: KittiCalib, image_shape: tuple[int, int]) -> np.ndarray:
+    """The points in front of the camera that project inside the image: KITTI's `velodyne_reduced` crop.
+
+    Full 360° scans would otherwise show the detector unlabelled cars beside and behind the camera.
+    """
+    uv, depth = calib.velo_to_image(points[:, :3])
+    h, w = image_shape
+    with np.errstate(invalid="ignore"):
+        seen = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    return points[seen]
+
+
+def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "reading frames",
+                        labels: bool = True) -> list[DrivingFrame]:
+    """Read frames (scan cropped to the camera's view, calibration, image, labels) with a progress bar.
+
+    `labels=False` (scoring) leaves label files unread; unlabelled frames get no objects.
+    """
     frames = []
     for frame_id in tqdm(frame_ids, desc=desc, unit="frame", disable=None):
-        raw = read_frame(split_dir, frame_id, image=True)
-        frames.append(DrivingFrame(frame_id, raw.points, raw.calib, raw.image, raw.objects or []))
+        raw = read_frame(split_dir, frame_id, image=True, labels=labels)
+        points = points_in_camera_view(raw.points, raw.calib, raw.image.shape[:2])
+        frames.append(DrivingFrame(frame_id, points, raw.calib, raw.image, raw.objects or []))
     return frames
 
 

@@ -323,15 +323,15 @@ class KittiFrame:
     objects: list[KittiObject] | None  # None when the frame has no label file
 
 
-def read_frame(split_dir: str | Path, frame_id: str, image: bool = True) -> KittiFrame:
-    """Read one frame's scan, calibration, optional image and (if present) labels from a split folder."""
+def read_frame(split_dir: str | Path, frame_id: str, image: bool = True, labels: bool = True) -> KittiFrame:
+    """Read one frame's scan, calibration, optional image and (if present and wanted) labels from a split folder."""
     label_path = frame_file(split_dir, "label_2", frame_id)
     return KittiFrame(
         frame_id=frame_id,
         points=read_velodyne(frame_file(split_dir, "velodyne", frame_id)),
         calib=read_calib(frame_file(split_dir, "calib", frame_id)),
         image=read_image(frame_file(split_dir, "image_2", frame_id)) if image else None,
-        objects=read_label(label_path) if label_path.exists() else None,
+        objects=read_label(label_path) if labels and label_path.exists() else None,
     )
 
 

@@ -25,6 +25,8 @@ from common.io import atomic_dir
 from common.model_bundle import load_bundle, save_bundle
 
 KIND = "driving-fusion-detector"
+FRAMES_PER_PASS = 8  # frames through the camera and LiDAR networks at once when scoring
+FRAMES_PER_READ = 64  # frames held in memory at once when scoring
 RESULT_COLUMNS = ["frame_id", "type", "truncated", "occluded", "alpha", "x1", "y1", "x2", "y2", "h", "w", "l",
                   "x", "y", "z", "rotation_y", "score"]
 
@@ -116,17 +118,31 @@ class DrivingScorer:
             frames = paint_frames(self.camera, frames, batch_size)
         return detect_frames(self.net, self.pillarizer, self.head, frames, batch_size)
 
-    def score_folder(self, root: Path, output: Path, batch_size: int = 4) -> int:
-        """Detect on every frame of a KITTI folder (training/ or testing/) and write one result file per frame."""
+    def score_folder(self, root: Path, output: Path, batch_size: int = FRAMES_PER_PASS) -> tuple[Path, int]:
+        """Detect on every frame of a KITTI folder (training/ or testing/), one result file per frame.
+
+        Returns the split folder scored and the number of frames. At most `FRAMES_PER_PASS` frames go
+        through the networks at once and `FRAMES_PER_READ` are held in memory, whatever `batch_size` says.
+        """
         split_dir = _scoring_split(root)
+        _refuse_overlap(split_dir, Path(output))
         frame_ids = find_frames(split_dir, labels=False)
+        per_pass = max(1, min(batch_size, FRAMES_PER_PASS))
         with atomic_dir(output) as tmp:
-            for start in tqdm(range(0, len(frame_ids), batch_size * 8), desc="scoring frames", unit="chunk",
+            for start in tqdm(range(0, len(frame_ids), FRAMES_PER_READ), desc="scoring frames", unit="chunk",
                               disable=None):
-                frames = read_driving_frames(split_dir, frame_ids[start:start + batch_size * 8], desc="reading")
-                for frame_id, objects in self.detect(frames, batch_size).items():
+                frames = read_driving_frames(split_dir, frame_ids[start:start + FRAMES_PER_READ], "reading",
+                                             labels=False)
+                for frame_id, objects in self.detect(frames, per_pass).items():
                     write_kitti_result(tmp / f"{frame_id}.txt", objects)
-        return len(frame_ids)
+        return split_dir, len(frame_ids)
+
+
+def _refuse_overlap(split_dir: Path, output: Path) -> None:
+    """The output folder replaces whatever is at its path: never let that be the input or hold it."""
+    source, target = split_dir.resolve(), output.resolve()
+    if target == source or target in source.parents or source in target.parents:
+        raise InputError(output, f"the output folder must lie outside the input {split_dir} (it is replaced whole)")
 
 
 def _scoring_split(root: Path) -> Path:
@@ -158,13 +174,13 @@ class DrivingPyfuncModel(mlflow.pyfunc.PythonModel):
             raise InputError(None, "expected a table with columns split_dir and frame_id")
         frames = []
         for split_dir, frame_id in zip(model_input["split_dir"], model_input["frame_id"], strict=True):
-            frames.extend(read_driving_frames(split_dir, [str(frame_id)], desc="reading"))
+            frames.extend(read_driving_frames(split_dir, [str(frame_id)], desc="reading", labels=False))
         return objects_to_frame(self.scorer.detect(frames))
 
     def score_file(self, input_path: Path, output_path: Path, batch_size: int) -> str:
         """KITTI result folder: one NNNNNN.txt per input frame (empty when nothing is found), written atomically."""
         started = time.perf_counter()
-        n_frames = self.scorer.score_folder(Path(input_path), Path(output_path), batch_size)
+        split_dir, n_frames = self.scorer.score_folder(Path(input_path), Path(output_path), batch_size)
         seconds = time.perf_counter() - started
-        return (f"scored {n_frames} frames in {seconds:.1f} s ({1000 * seconds / max(n_frames, 1):.0f} ms/frame); "
-                f"wrote {output_path}")
+        return (f"scored {n_frames} frames of {split_dir} in {seconds:.1f} s "
+                f"({1000 * seconds / max(n_frames, 1):.0f} ms/frame); wrote {output_path}")

@@ -21,6 +21,7 @@ Deterministic for a seed: frame i draws from `numpy.random.default_rng([seed, 1,
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -712,6 +713,9 @@ def write_synthetic_kitti(out: str | Path, scale: str = "small", seed: int = 0, 
         raise InputError(root, "output path exists and is not a folder")
     calib, calib_text = kitti_calib(), _calib_text()
     frame_ids = [f"{index:06d}" for index in range(count)]
+    # Old split lists go first: an interrupted re-write then leaves frames without lists, never lists of
+    # frames that are gone (the pipeline falls back to a seeded split).
+    shutil.rmtree(root / "ImageSets", ignore_errors=True)
     with atomic_dir(root / SUBSET) as split_dir:
         for index in tqdm(range(count), desc="synthetic KITTI", unit="frame", disable=None):
             rng = np.random.default_rng([seed, FRAME_STREAM, index])

@@ -91,3 +91,12 @@ def test_bad_input_is_one_clear_line_and_no_output(trained, tmp_path, how, fragm
     result = suite("score", "driving", "--model", MODEL, "--input", str(folder), "--output", str(out), env=env)
     assert_clear_error(result, *fragments)
     assert not out.exists()
+
+
+def test_scoring_refuses_to_write_over_its_own_input(trained):
+    root, env, _ = trained
+    split = root / "kitti" / "training"
+    result = suite("score", "driving", "--model", MODEL, "--input", str(split), "--output", str(split / "results"),
+                   env=env)
+    assert_clear_error(result, "outside the input")
+    assert (split / "velodyne").is_dir() and not (split / "results").exists()
