@@ -104,7 +104,10 @@ def split_frames(root: Path, frame_ids: list[str], cfg: DrivingDataConfig) -> tu
     """
     if len(frame_ids) < 3:
         raise InputError(root, f"need at least 3 labelled frames to split train/val/test, found {len(frame_ids)}")
-    sets = Path(root) / "ImageSets"
+    root = Path(root)
+    sets = root / "ImageSets"
+    if (root / "velodyne").is_dir() and not sets.is_dir():  # `--data` is training/ itself: look beside it
+        sets = root.parent / "ImageSets"
     if not (cfg.use_image_sets and all((sets / f"{name}.txt").is_file() for name in ("train", "val"))):
         train, val, test = _seeded_split(frame_ids, (cfg.val_fraction, cfg.test_fraction), cfg.split_seed)
         return train, val, test

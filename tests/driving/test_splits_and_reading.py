@@ -40,6 +40,12 @@ def test_kitti_style_test_list_of_unlabelled_frames_falls_back_to_halving_val(tm
     assert "half of val.txt" in capsys.readouterr().out
 
 
+def test_image_sets_are_found_when_data_points_at_the_training_folder(tmp_path):
+    root = labelled_folder(tmp_path)
+    write_sets(root, train=IDS[:6], val=IDS[6:8], test=IDS[8:])
+    assert split_frames(root / "training", IDS, DrivingDataConfig()) == (IDS[:6], IDS[6:8], IDS[8:])
+
+
 def test_image_sets_in_two_lists_are_refused(tmp_path):
     root = labelled_folder(tmp_path)
     write_sets(root, train=IDS[:6], val=IDS[5:8], test=IDS[8:])
