@@ -34,7 +34,7 @@ from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames
 from common import distributed
 from common.errors import InputError
 from common.plotting import learning_curves_figure
-from common.trainer import TrainConfig, Trainer, seed_everything
+from common.trainer import TrainConfig, Trainer, move_to_device, seed_everything
 from pipelines.domain import TrainedModel
 
 MLFLOW_ENTRY = str(Path(driving_app.__file__).parent / "mlflow_entry.py")
@@ -173,8 +173,7 @@ def _mean_loss(model: torch.nn.Module, loader: DataLoader, loss_of: Callable[[to
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in loader:
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            total += float(loss_of(model, batch))
+            total += float(loss_of(model, move_to_device(batch, device)))
             count += 1
     return total / max(count, 1)
 

@@ -233,5 +233,4 @@ class PillarCollate:
         drawn = [self.targets(boxes) for _, boxes in items]
         for key in drawn[0]:
             batch[key] = torch.from_numpy(np.stack([d[key] for d in drawn]))
-        batch["batch_size"] = len(items)
         return batch

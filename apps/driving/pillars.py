@@ -63,14 +63,15 @@ class Pillarizer:
         return voxels, counts, coords[:, 1:].long()  # mmcv gives (z, y, x); z is always 0 for pillars
 
     def batch(self, scans: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Pillars of several scans, with the scan index prepended to each pillar's coordinates."""
+        """Pillars of several scans (the network's input), the scan index prepended to each pillar's coordinates."""
         voxels, counts, coords = [], [], []
         for index, scan in enumerate(scans):
             v, n, c = self(scan)
             voxels.append(v)
             counts.append(n)
             coords.append(torch.cat([torch.full((len(c), 1), index, dtype=torch.long), c], dim=1))
-        return {"pillars": torch.cat(voxels), "counts": torch.cat(counts), "coords": torch.cat(coords)}
+        return {"pillars": torch.cat(voxels), "counts": torch.cat(counts), "coords": torch.cat(coords),
+                "batch_size": len(scans)}
 
 
 class PillarFeatureNet(nn.Module):

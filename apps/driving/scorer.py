@@ -23,6 +23,7 @@ from apps.driving.pillars import PillarGrid, Pillarizer
 from common.errors import InputError
 from common.io import atomic_dir
 from common.model_bundle import load_bundle, save_bundle
+from common.trainer import move_to_device
 
 KIND = "driving-fusion-detector"
 FRAMES_PER_PASS = 8  # frames through the camera and LiDAR networks at once when scoring
@@ -58,9 +59,7 @@ def detect_boxes(net: PointPillarsNet, pillarizer: Pillarizer, head: CenterHeadC
     device = next(net.parameters()).device
     out = []
     for start in range(0, len(scans), batch_size):
-        batch = pillarizer.batch(scans[start:start + batch_size])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        batch["batch_size"] = len(scans[start:start + batch_size])
+        batch = move_to_device(pillarizer.batch(scans[start:start + batch_size]), device)
         out.extend(decode_boxes(net(batch), pillarizer.grid, head))
     return out
 

@@ -94,7 +94,6 @@ def test_network_output_shape_and_loss_backward():
     net = PointPillarsNet(DrivingModelConfig(fusion="none"), grid)
     pillarizer = Pillarizer(grid)
     batch = pillarizer.batch([box_points(BOXES), box_points(BOXES[:1], seed=1)])
-    batch["batch_size"] = 2
     drawn = [CenterTargets(grid, head)(b) for b in (BOXES, BOXES[:1])]
     targets = {k: torch.from_numpy(np.stack([d[k] for d in drawn])) for k in drawn[0]}
     out = net(batch)
@@ -109,7 +108,6 @@ def test_painted_network_takes_a_fifth_point_feature():
     net = PointPillarsNet(DrivingModelConfig(fusion="painting"), grid)
     points = box_points(BOXES)
     batch = Pillarizer(grid).batch([np.hstack([points, np.ones((len(points), 1), np.float32)])])
-    batch["batch_size"] = 1
     assert net(batch)["heatmap"].shape[0] == 1
 
 

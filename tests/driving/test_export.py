@@ -20,9 +20,7 @@ def test_onnx_runtime_matches_eager_for_any_pillar_count(tmp_path):
     pillarizer = Pillarizer(grid)
     batches = []
     for n, seed in ((3000, 0), (8000, 1)):  # traced on the first, run on a different pillar count too
-        batch = pillarizer.batch([scan(n, seed)])
-        batch["batch_size"] = 1
-        batches.append(batch)
+        batches.append(pillarizer.batch([scan(n, seed)]))
     session = OnnxPointPillars(export_onnx(net, batches[0], tmp_path / "net.onnx"))
     for batch in batches:
         with torch.no_grad():
