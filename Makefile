@@ -9,7 +9,7 @@ MAX_JOBS ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test bench lint clean
+.PHONY: install services demo test bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# PostgreSQL for the team tracking-server tests (Debian's package, installed once when missing).
+services:
+	@scripts/install-services.sh
+
 demo: $(STAMP)
 	$(BIN)/suite run fraud
 	$(BIN)/suite run medical
 	$(BIN)/suite run driving
 	$(BIN)/suite compare
 
-test: $(STAMP)
+test: $(STAMP) services
 	$(BIN)/pytest
 
 bench: $(STAMP)

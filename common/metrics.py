@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
+
+CURVE_POINTS = 200  # rows kept of a logged curve table
 
 
 def _check(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,3 +53,22 @@ def binary_metrics(
     for fpr in fprs:
         out[f"recall_at_{fpr * 100:g}pct_fpr"] = recall_at_fpr(y_true, y_score, fpr)
     return out
+
+
+def thin_curve(table: pd.DataFrame, max_points: int = CURVE_POINTS) -> pd.DataFrame:
+    """At most `max_points` rows, evenly spread and keeping both ends, so a curve artifact stays small."""
+    if len(table) <= max_points:
+        return table.reset_index(drop=True)
+    keep = np.unique(np.linspace(0, len(table) - 1, max_points).round().astype(int))
+    return table.iloc[keep].reset_index(drop=True)
+
+
+def roc_pr_curves(y_true: np.ndarray, y_score: np.ndarray, suffix: str = "test") -> dict[str, pd.DataFrame]:
+    """ROC (fpr, tpr) and precision-recall (recall, precision) tables for `suite compare --plot`."""
+    y_true, y_score = _check(y_true, y_score)
+    if y_true.min() == y_true.max():
+        return {}
+    fpr, tpr, _ = skm.roc_curve(y_true, y_score)
+    precision, recall, _ = skm.precision_recall_curve(y_true, y_score)
+    return {f"roc_{suffix}": thin_curve(pd.DataFrame({"fpr": fpr, "tpr": tpr})),
+            f"pr_{suffix}": thin_curve(pd.DataFrame({"recall": recall[::-1], "precision": precision[::-1]}))}

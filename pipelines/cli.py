@@ -20,6 +20,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DomainArg = Annotated[str, typer.Argument(help="medical, driving or fraud")]
 
 
+def _redact(text: str) -> str:
+    from common.tracking import redact
+
+    return redact(text)
+
+
 def _clear_errors(command):
     """Bad input → one line on stderr and exit 2; anything else → one line and exit 1."""
 
@@ -28,14 +34,15 @@ def _clear_errors(command):
         try:
             return command(*args, **kwargs)
         except InputError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {_redact(str(exc))}", err=True)
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # the last line of defence: no traceback unless asked for
             if os.environ.get("SUITE_DEBUG"):
                 traceback.print_exc()
-            typer.echo(f"error: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            typer.echo(f"error: {exc.__class__.__name__}: {_redact(first_line)} "
                        "(set SUITE_DEBUG=1 for the traceback)", err=True)
             raise typer.Exit(1) from None
 
@@ -86,6 +93,7 @@ def run(
     if outcome.model_version:
         crown = " (new champion)" if outcome.champion else ""
         typer.echo(f"registered: models:/{get_domain(domain).model_name}/{outcome.model_version}{crown}")
+        typer.echo(f"champion: {outcome.champion_reason}")
 
 
 @app.command()
@@ -110,18 +118,69 @@ def score(
     typer.echo(pipeline.score(python_model, input, output, batch_size))
 
 
+evaluate_app = typer.Typer(no_args_is_help=True, help="Reference metrics (KITTI devkit, LUNA16) of files on disk.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("driving")
+@_clear_errors
+def evaluate_driving(
+    labels: Annotated[Path, typer.Option(help="folder of KITTI label_2 files (the frames evaluated)")],
+    results: Annotated[Path, typer.Option(help="folder of KITTI result files; a missing file = no detections")],
+    json_file: Annotated[Path | None, typer.Option("--json", help="also write the metrics here as JSON")] = None,
+) -> None:
+    """KITTI AP_2D/BEV/3D (easy, moderate, hard; IoU 0.7 and 0.5) and AOS, as the devkit's Python port."""
+    from pipelines.evaluate import evaluate_driving as run
+
+    typer.echo(run(labels, results, json_file))
+
+
+@evaluate_app.command("medical")
+@_clear_errors
+def evaluate_medical(
+    annotations: Annotated[Path, typer.Option(help="annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm)")],
+    submission: Annotated[Path, typer.Option(help="submission CSV (seriesuid,coordX,coordY,coordZ,probability)")],
+    excluded: Annotated[Path | None, typer.Option(help="annotations_excluded.csv: findings to ignore")] = None,
+    series: Annotated[Path | None, typer.Option(help="seriesuids evaluated, one per line; default: "
+                                                      "those in the submission")] = None,
+    bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the CPM's 95 % interval")] = 1000,
+    seed: Annotated[int, typer.Option(help="bootstrap random seed")] = 0,
+    json_file: Annotated[Path | None, typer.Option("--json", help="also write the metrics here as JSON")] = None,
+) -> None:
+    """LUNA16 FROC: sensitivity at 1/8 … 8 FPs per scan, CPM and its bootstrap interval, as the official script."""
+    from pipelines.evaluate import evaluate_medical as run
+
+    typer.echo(run(annotations, submission, excluded, series, bootstrap, seed, json_file))
+
+
 @app.command()
 @_clear_errors
 def compare(
-    domain: Annotated[str | None, typer.Argument(help="only this domain's experiment")] = None,
+    domain: Annotated[str | None, typer.Argument(help="only this domain's runs")] = None,
+    experiment: Annotated[list[str] | None, typer.Option(help="only these experiments (repeatable); "
+                                                               "default: every experiment of the domain")] = None,
     metric: Annotated[str | None, typer.Option(help="sort by this metric; default the domain's key")] = None,
-    top: Annotated[int, typer.Option(help="rows per domain")] = 10,
-    plot: Annotated[Path | None, typer.Option(help="also save a bar chart here (PNG)")] = None,
+    top: Annotated[int, typer.Option(help="runs shown per domain")] = 10,
+    plot: Annotated[Path | None, typer.Option(help="also save the metric and overlaid test curves here (PNG)")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, markdown, csv or json")] = "table",
+    param: Annotated[list[str] | None, typer.Option(help="always show this param (repeatable)")] = None,
 ) -> None:
-    """A table of runs (params, test metrics) from MLflow, best first."""
+    """Runs side by side, best first, with the params that differ among them and the champion marked."""
     from pipelines.compare import compare_runs
 
-    typer.echo(compare_runs(domain, metric, top, plot))
+    typer.echo(compare_runs(domain, experiment or [], metric, top, plot, format, param or []))
+
+
+@app.command()
+@_clear_errors
+def models(
+    domain: Annotated[str | None, typer.Argument(help="only this domain's model")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Registered model versions with their aliases, key metric, run and data fingerprint."""
+    from pipelines.compare import list_models
+
+    typer.echo(list_models(domain, format))
 
 
 @app.command()

@@ -20,6 +20,8 @@ class TrainedModel:
     figures: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     summary_params: dict[str, Any] = field(default_factory=dict)
+    # Test curves as small tables (e.g. "roc_test": columns fpr, tpr), overlaid by `suite compare --plot`.
+    curves: dict[str, Any] = field(default_factory=dict)
 
 
 class Domain(Protocol):

@@ -24,7 +24,7 @@ from apps.fraud.scorer import FraudPyfuncModel, FraudScorer, make_batches, predi
 from common import distributed
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
-from common.metrics import best_f1_threshold, binary_metrics
+from common.metrics import best_f1_threshold, binary_metrics, roc_pr_curves
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
 from pipelines.domain import TrainedModel
@@ -141,7 +141,7 @@ class FraudPipeline:
             input_example=example,
             figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
-            history=result.history,
+            history=result.history, curves=roc_pr_curves(y_test, test_probs),
             summary_params={"rows_train": len(train_rows), "rows_val": len(val_rows), "rows_test": len(test_rows),
                             "fraud_rate_train": float(labels[train_rows].mean()), "best_epoch": result.best_epoch + 1},
         )

@@ -9,6 +9,9 @@ from pipelines.domain import Domain
 DOMAINS = {"medical": "pipelines.medical", "driving": "pipelines.driving", "fraud": "pipelines.fraud"}
 MODEL_NAMES = {"medical": "medical-nodule-3dcnn", "driving": "driving-fusion-detector", "fraud": "fraud-lstm-gat"}
 KEY_METRICS = {"medical": "test_cpm", "driving": "test_ap_bev", "fraud": "test_auc"}
+# How each domain holds out its test split (logged as the `suite.split` tag with the `data.*` settings).
+SPLIT_RULES = {"medical": "by seriesuid, seeded shuffle", "driving": "ImageSets lists, else seeded shuffle of frames",
+               "fraud": "by time: latest steps held out"}
 
 
 def get_domain(name: str) -> Domain:

@@ -11,6 +11,7 @@ import mlflow.pyfunc
 import mlflow
 from common import distributed, tracking
 from common.config import flatten_config, load_config
+from common.data_identity import data_fingerprint
 from common.errors import InputError
 from common.io import atomic_dir
 from pipelines.domain import Domain
@@ -25,6 +26,7 @@ class RunOutcome:
     test_metrics: dict[str, float]
     model_version: str | None
     champion: bool
+    champion_reason: str = ""
 
 
 def default_data(domain: Domain, seed: int = 0) -> Path:
@@ -46,6 +48,15 @@ def checkpoint_dir(experiment: str) -> Path:
     return Path(root) / experiment
 
 
+def split_description(domain: Domain, cfg) -> str:
+    """How the held-out split is chosen: the domain's rule plus every `data.*` value that steers it."""
+    from pipelines.registry import SPLIT_RULES
+
+    settings = ",".join(f"{k.removeprefix('data.')}={v}" for k, v in sorted(flatten_config(cfg).items())
+                        if k.startswith("data."))
+    return f"{SPLIT_RULES.get(domain.name, 'domain-defined')} ({settings})" if settings else SPLIT_RULES[domain.name]
+
+
 def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],
                  experiment: str | None, resume: bool) -> RunOutcome | None:
     """Train and evaluate `domain`, log everything to MLflow, register the model, maybe crown it.
@@ -55,6 +66,8 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
     cfg = load_config(domain.config_cls, config or CONFIG_DIR / f"{domain.name}.yaml", overrides)
     distributed.init_distributed()  # no-op unless started by torchrun
     main = distributed.is_main_process()
+    if main:  # before any data is made or any epoch runs: a job that cannot log should stop now
+        tracking.check_tracking_server(tracking.configure_tracking())
     if data is None:
         if main:
             default_data(domain)
@@ -71,8 +84,10 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
         distributed.barrier()
         domain.fit(cfg, Path(data), workdir, resume_id is not None, lambda epoch, metrics: None)
         return None
-    tracking.configure_tracking()
     experiment_id = tracking.ensure_experiment(experiment)
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, tracking.TAG_DOMAIN, domain.name)
+    identity = {tracking.TAG_DOMAIN: domain.name, tracking.TAG_DATA_FINGERPRINT: data_fingerprint(data),
+                tracking.TAG_SPLIT: split_description(domain, cfg), tracking.TAG_GIT_COMMIT: tracking.git_commit()}
     if resume and resume_id is None:
         print(f"nothing to resume for experiment {experiment!r}; starting a new run")
     if resume_id is None:
@@ -84,6 +99,7 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
         run_id_file.write_text(run.info.run_id)
         if resume_id is None:
             tracking.log_params({**flatten_config(cfg), "data.path": str(data)})
+            mlflow.set_tags(identity)
         trained = domain.fit(cfg, Path(data), workdir, resume_id is not None,
                              lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
         test_metrics = {f"test_{k}": v for k, v in trained.test_metrics.items()}
@@ -92,22 +108,26 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
             mlflow.set_tags({f"summary.{k}": str(v) for k, v in trained.summary_params.items()})
         for filename, figure in trained.figures.items():
             tracking.log_figure(figure, filename)
+        tracking.log_curves(trained.curves)
         info = mlflow.pyfunc.log_model(
             name="model", python_model=trained.python_model, artifacts=trained.artifacts,
             input_example=trained.input_example, registered_model_name=domain.model_name,
             pip_requirements=["torch==2.13.0", "domain-suite"],
         )
         version = info.registered_model_version
-        champion = False
+        decision = tracking.ChampionDecision(False, "not registered")
         if version is not None:
-            champion = tracking.promote_champion(domain.model_name, version, domain.key_metric)
+            tracking.tag_model_version(domain.model_name, version, {tracking.TAG_RUN_ID: run.info.run_id, **identity})
+            decision = tracking.promote_champion(domain.model_name, version, domain.key_metric)
+            mlflow.set_tag("suite.champion_decision", decision.reason)
     run_id_file.unlink(missing_ok=True)
-    return RunOutcome(run.info.run_id, test_metrics, None if version is None else str(version), champion)
+    return RunOutcome(run.info.run_id, test_metrics, None if version is None else str(version), decision.crowned,
+                      decision.reason)
 
 
 def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
     """Load a logged model by URI (models:/NAME@alias, models:/NAME/N, runs:/ID/model or a folder)."""
-    tracking.configure_tracking()
+    tracking.check_tracking_server(tracking.configure_tracking())
     if not uri.startswith(("models:/", "runs:/", "file:", "/", ".")) and not Path(uri).exists():
         raise InputError(uri, "model URI not understood (use models:/NAME@champion, models:/NAME/VERSION, "
                               "runs:/ID/model or a local model folder)")
@@ -115,5 +135,5 @@ def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
         loaded = mlflow.pyfunc.load_model(uri)
     except Exception as exc:  # MLflow raises many kinds for a bad URI; the user needs one line
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(uri, f"cannot load model ({reason[:200]})") from None
+        raise InputError(tracking.redact(uri), f"cannot load model ({tracking.redact(reason)[:200]})") from None
     return loaded.unwrap_python_model()

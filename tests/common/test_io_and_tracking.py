@@ -32,7 +32,7 @@ def test_runs_go_to_the_configured_store_and_champion_moves_only_on_improvement(
             tracking.log_metrics({"test_auc": auc, "undefined": float("nan")})
             info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), registered_model_name="unit-model",
                                            pip_requirements=[])
-            versions.append(tracking.promote_champion("unit-model", info.registered_model_version, "test_auc"))
+            versions.append(tracking.promote_champion("unit-model", info.registered_model_version, "test_auc").crowned)
     assert versions == [True, False, True]
     champion = mlflow.MlflowClient().get_model_version_by_alias("unit-model", "champion")
     assert str(champion.version) == "3"
