@@ -43,3 +43,12 @@ def shutdown_distributed() -> None:
     """Leave the group cleanly; see STACK.md on gloo crashes at interpreter exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(value: object) -> object:
+    """Rank 0's `value` on every rank (e.g. the MLflow run id that names the checkpoint folder)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if is_main_process() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

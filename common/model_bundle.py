@@ -1,6 +1,7 @@
 """A model on disk as weights + a YAML spec: no pickled classes, readable by any version of this code."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -32,5 +33,9 @@ def load_bundle(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
         if not (folder / name).is_file():
             raise InputError(folder, f"not a Domain Suite model bundle ({name} missing)")
     spec = yaml.safe_load((folder / SPEC_FILE).read_text())
-    state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refuses anything but tensors and plain containers
+        raise InputError(folder / WEIGHTS_FILE, "refused: holds objects other than tensors (a pickle that could "
+                                                "run code); not a Domain Suite weights file") from None
     return state, spec

@@ -35,6 +35,7 @@ class TrainConfig:
     loss: Literal["weighted_ce", "ce", "focal"] = "weighted_ce"
     focal_gamma: float = 2.0
     seed: int = 0
+    keep_checkpoints: bool = False  # keep the run's checkpoint folder after it finished
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -62,6 +63,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA generator states as tensors and numbers (loadable with weights_only)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss = random.getstate()
+    return {
+        "python": torch.tensor(python_state, dtype=torch.int64), "python_version": version, "python_gauss": gauss,
+        "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(position),
+        "numpy_has_gauss": int(has_gauss), "numpy_cached": float(cached), "numpy_kind": kind,
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_states(state: dict[str, Any]) -> None:
+    """Put every global generator back where `capture_rng_states` found it."""
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()),
+                     state["python_gauss"]))
+    np.random.set_state((state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_cached"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def pick_device() -> torch.device:
@@ -130,7 +155,8 @@ class Trainer:
         path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
         if path is None or not path.is_file():
             return None
-        return torch.load(path, map_location=self.device, weights_only=False)
+        # weights_only: a checkpoint is tensors, numbers and strings only, so a planted pickle cannot run code
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train_loader: Iterable, resume: bool = False) -> TrainResult:
@@ -149,13 +175,17 @@ class Trainer:
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
+            if state["scheduler"]["total_steps"] == scheduler.total_steps:
+                scheduler.load_state_dict(state["scheduler"])
+            else:  # `--set train.epochs=N` extends the run: the one-cycle schedule is re-planned over the new total
+                scheduler.last_epoch = min(state["scheduler"]["last_epoch"], scheduler.total_steps - 1)
             self.scaler.load_state_dict(state["scaler"])
             start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
             bad_epochs, history, best_state = state["bad_epochs"], state["history"], state["best_model"]
-            torch.set_rng_state(state["torch_rng"])
-            np.random.set_state(state["numpy_rng"])
-            random.setstate(state["python_rng"])
+            restore_rng_states(state["rng"])
+            if history and self.on_epoch_end and distributed.is_main_process():
+                # The kill may have come between the checkpoint and the log of that epoch: log it (again).
+                self.on_epoch_end(state["epoch"], history[-1])
 
         stopped_early = bad_epochs >= cfg.patience
         for epoch in range(start_epoch, cfg.epochs):
@@ -176,15 +206,14 @@ class Trainer:
             else:
                 bad_epochs += 1
             stopped_early = bad_epochs >= cfg.patience
-            if self.on_epoch_end and distributed.is_main_process():
-                self.on_epoch_end(epoch, metrics)
             self._save("last.pt", {
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "history": history, "best_model": best_state, "torch_rng": torch.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "history": history, "best_model": best_state, "rng": capture_rng_states(),
             })
+            if self.on_epoch_end and distributed.is_main_process():
+                self.on_epoch_end(epoch, metrics)
         if best_state is not None:
             self.model.load_state_dict(best_state)
         return TrainResult(best_epoch, sign * best_score, history, stopped_early)
@@ -205,9 +234,11 @@ class Trainer:
             if self.config.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            scale_before = self.scaler.get_scale() if self.use_amp else 1.0
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            scheduler.step()
+            if not self.use_amp or self.scaler.get_scale() >= scale_before:
+                scheduler.step()  # GradScaler skipped the optimizer step on inf/NaN gradients: the schedule waits too
             total += loss.item()
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}")

@@ -74,7 +74,8 @@ def run(
     config: Annotated[Path | None, typer.Option(help="YAML config; default pipelines/configs/DOMAIN.yaml")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key.sub=value")] = None,
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment; default: the domain")] = None,
-    resume: Annotated[bool, typer.Option(help="continue the experiment's interrupted run")] = False,
+    resume: Annotated[bool, typer.Option(help="continue the experiment's newest unfinished run")] = False,
+    resume_run: Annotated[str | None, typer.Option(help="continue this run id (its checkpoints must exist)")] = None,
 ) -> None:
     """Train, evaluate on a held-out split, log to MLflow and register the model."""
     from common import distributed
@@ -82,7 +83,7 @@ def run(
     from pipelines.runner import run_pipeline
 
     try:
-        outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume)
+        outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume, resume_run)
     finally:
         distributed.shutdown_distributed()
     if outcome is None:  # a torchrun rank other than 0

@@ -36,3 +36,23 @@ def test_runs_go_to_the_configured_store_and_champion_moves_only_on_improvement(
     assert versions == [True, False, True]
     champion = mlflow.MlflowClient().get_model_version_by_alias("unit-model", "champion")
     assert str(champion.version) == "3"
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "scores.csv"
+    target.write_text("old, complete\n")
+    script = textwrap.dedent(f"""
+        import os, signal
+        from common.io import atomic_path
+        with atomic_path({str(target)!r}) as tmp:
+            tmp.write_text("new, half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert target.read_text() == "old, complete\n"
