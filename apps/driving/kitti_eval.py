@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from apps.driving.boxes import BEV_COLUMNS, bev_intersection_area, boxes3d_camera_to_upright
 from apps.driving.kitti import DONTCARE, KittiObject, camera_box_array, read_label
@@ -511,6 +512,22 @@ def kitti_recall(
 ) -> float:
     """Share of moderate ground truths matched by a counted detection (any score) at BEV IoU > threshold."""
     return _evaluation(gt, dt, cls).recall(iou_threshold)
+
+
+def precision_recall_table(
+    gt: dict[str, list[KittiObject]],
+    dt: dict[str, list[KittiObject]],
+    metric: Metric = "bev",
+    iou_threshold: float = CAR_IOU,
+    cls: str = "Car",
+    level: Level = "moderate",
+) -> pd.DataFrame:
+    """The operating points behind the AP (recall, precision per sampled score threshold), for plots."""
+    counts = _evaluation(gt, dt, cls).counts(level, metric, iou_threshold)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.nan_to_num(counts.tp / (counts.tp + counts.fn))
+        precision = np.nan_to_num(counts.tp / (counts.tp + counts.fp))
+    return pd.DataFrame({"recall": recall, "precision": precision})
 
 
 def evaluate_kitti(

@@ -21,6 +21,7 @@ from apps.driving.kitti_eval import (
     kitti_aos,
     kitti_ap,
     kitti_recall,
+    precision_recall_table,
 )
 from common.errors import InputError
 
@@ -242,3 +243,13 @@ def test_real_labels_as_detections():
     assert metrics["ap_bev_hard"] == pytest.approx(3 / 40)
     assert metrics["ap_bev_easy"] == 0.0  # a single ground truth fills only position 0
     assert metrics["recall"] == 1.0
+
+
+def test_precision_recall_table_holds_the_operating_points():
+    gt = one_car_frames(10)
+    detections = detect_all(gt)
+    detections["000000"] += [car(30, 40, 0.999)]  # one false positive ranked first
+    table = precision_recall_table(gt, detections)
+    assert list(table.columns) == ["recall", "precision"]
+    assert table["recall"].is_monotonic_increasing and table["recall"].iloc[-1] == pytest.approx(1.0)
+    assert table["precision"].iloc[-1] == pytest.approx(10 / 11)
