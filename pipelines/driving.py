@@ -27,7 +27,7 @@ from apps.driving.dataset import (
 )
 from apps.driving.figures import bev_detections_figure, camera_detections_figure
 from apps.driving.kitti import DONTCARE, find_frames, kitti_split_dir
-from apps.driving.kitti_eval import evaluate_kitti
+from apps.driving.kitti_eval import evaluate_kitti, precision_recall_table
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
 from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames, paint_frames
@@ -255,7 +255,8 @@ class DrivingPipeline:
 
         scorer = DrivingScorer(network, camera, cfg.model, grid, head)
         detections = scorer.detect(test)
-        metrics = evaluate_kitti({f.frame_id: f.objects for f in test}, detections)
+        truth = {f.frame_id: f.objects for f in test}
+        metrics = evaluate_kitti(truth, detections)
         shown = [f for f in test if f.target_objects][:FIGURE_FRAMES] or test[:FIGURE_FRAMES]
         bundle = scorer.save(workdir / "bundle")
         example = pd.DataFrame({"split_dir": [str(split_dir)], "frame_id": [test_ids[0]]})
@@ -266,6 +267,7 @@ class DrivingPipeline:
                      "camera_detections_test.png": camera_detections_figure(shown, detections),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
             history=result.history,
+            curves={"pr_bev_test": precision_recall_table(truth, detections)},  # moderate, BEV IoU 0.7
             summary_params={"frames_train": len(train), "frames_val": len(val), "frames_test": len(test),
                             "cars_test": sum(len(f.target_objects) for f in test), "best_epoch": result.best_epoch + 1},
         )
