@@ -25,8 +25,13 @@ def free_port() -> int:
 
 
 def server_env(**extra: str) -> dict[str, str]:
-    """The environment for a server subprocess: this venv first on PATH, no telemetry."""
-    return {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "MLFLOW_DISABLE_TELEMETRY": "true",
+    """The environment for a server subprocess: this venv first on PATH, no telemetry, no inherited store.
+
+    MLflow's `set_tracking_uri`/`set_registry_uri` in this test process export their URIs to the
+    environment; a child must not pick up another test's store or credentials from there.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_REGISTRY_"))}
+    return {**inherited, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "MLFLOW_DISABLE_TELEMETRY": "true",
             **extra}
 
 

@@ -63,8 +63,9 @@ def restore_tracking_uri():
 
 def test_credentials_in_the_uri_move_to_mlflows_variables_and_are_redacted(monkeypatch, restore_tracking_uri):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:hunter2@mlflow.example.org:5000/")
-    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, "")  # recorded, so what configure_tracking sets is undone after the test
+        monkeypatch.delenv(name)
     uri = tracking.configure_tracking()
     assert uri == "https://mlflow.example.org:5000/" and mlflow.get_tracking_uri() == uri
     assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "hunter2"
