@@ -23,14 +23,15 @@ from apps.medical.dataset import (
     read_luna16_folder,
 )
 from apps.medical.figures import patch_grid_figure
-from apps.medical.froc import FROC_FP_RATES, compute_froc, plot_froc
+from apps.medical.froc import FROC_FP_RATES, compute_froc, froc_curve_table, plot_froc
 from apps.medical.model import MedicalModelConfig, build_medical_model
 from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
+from apps.medical.reader import read_luna16_excluded_in
 from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
 from common import distributed, tracking
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
-from common.metrics import best_f1_threshold, binary_metrics
+from common.metrics import best_f1_threshold, binary_metrics, roc_pr_curves
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
 from pipelines.domain import TrainedModel
@@ -102,9 +103,11 @@ def subsample_negatives(candidates: pd.DataFrame, per_positive: int, seed: int) 
     return pd.concat([positives, negatives.sample(n=keep, random_state=seed)]).sort_index()
 
 
-def froc_of(candidates: pd.DataFrame, probs: np.ndarray, annotations: pd.DataFrame, uids: list[str]):
+def froc_of(candidates: pd.DataFrame, probs: np.ndarray, annotations: pd.DataFrame, uids: list[str],
+            excluded: pd.DataFrame | None = None):
+    """LUNA16 FROC of one split's candidate probabilities; marks on excluded findings are ignored."""
     predictions = candidates[["seriesuid", *COORDS]].assign(probability=probs)
-    return compute_froc(predictions, annotations, uids)
+    return compute_froc(predictions, annotations, uids, excluded)
 
 
 class MedicalPipeline:
@@ -120,6 +123,7 @@ class MedicalPipeline:
             on_epoch_end: Callable[[int, dict[str, float]], None]) -> TrainedModel:
         seed_everything(cfg.train.seed)
         folder: Luna16Dataset = drop_candidates_without_volume(read_luna16_folder(data, require_labels=True))
+        excluded = read_luna16_excluded_in(data)  # optional annotations_excluded.csv, None when absent
         train_uids, val_uids, test_uids = split_scans(folder.candidates, cfg.data)
         by_uid = folder.candidates["seriesuid"]
         train_c = subsample_negatives(folder.candidates[by_uid.isin(train_uids)], cfg.data.train_negatives_per_positive,
@@ -151,7 +155,7 @@ class MedicalPipeline:
         def validate(model: torch.nn.Module) -> dict[str, float]:
             probs = predict_patches(model, val_p, cfg.train.batch_size)
             metrics = binary_metrics(y_val, probs, fprs=())
-            cpm = froc_of(val_c, probs, folder.annotations, val_uids).cpm
+            cpm = froc_of(val_c, probs, folder.annotations, val_uids, excluded).cpm
             return {"val_loss": loss_on_probabilities(criterion, probs, y_val), "val_cpm": cpm,
                     **{f"val_{k}": v for k, v in metrics.items()}}
 
@@ -161,7 +165,7 @@ class MedicalPipeline:
 
         threshold = best_f1_threshold(y_val, predict_patches(network, val_p, cfg.train.batch_size))
         test_probs = predict_patches(network, test_p, cfg.train.batch_size)
-        froc = froc_of(test_c, test_probs, folder.annotations, test_uids)
+        froc = froc_of(test_c, test_probs, folder.annotations, test_uids, excluded)
         metrics = binary_metrics(y_test, test_probs, threshold, fprs=())
         metrics.update({"cpm": froc.cpm, "threshold": threshold})
         for rate, sensitivity in zip(FROC_FP_RATES, froc.sensitivities, strict=True):
@@ -176,6 +180,7 @@ class MedicalPipeline:
                      "patches_test.png": patch_grid_figure(test_p, y_test, test_probs),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
             history=result.history,
+            curves={**roc_pr_curves(y_test, test_probs), "froc_test": froc_curve_table(froc)},
             summary_params={"scans_train": len(train_uids), "scans_val": len(val_uids), "scans_test": len(test_uids),
                             "candidates_train": len(train_c), "nodules_test": froc.n_nodules,
                             "best_epoch": result.best_epoch + 1},

@@ -246,8 +246,37 @@ def read_dicom_series(folder_or_file: str | Path) -> CTVolume:
 # --------------------------------------------------------------------------------------------------
 # CSV tables
 # --------------------------------------------------------------------------------------------------
-def _read_table(path: str | Path, required: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
-    """Read a LUNA16 CSV as text, then check columns and numbers so errors can name the line."""
+def _exact_floats(path: Path, table: pd.DataFrame, column: str) -> np.ndarray:
+    """A text column as float64 parsed by Python's float(), as the LUNA16 script parses it (a mark on a
+    nodule's boundary must fall on the same side), refusing text and non-finite values by line."""
+    text = table[column].str.strip().to_numpy(dtype=object)
+    try:
+        values = np.asarray(text, dtype=np.float64)
+    except (TypeError, ValueError):
+        parsed = (_float_or_none(v) for v in text)
+        values = np.array([np.nan if v is None else v for v in parsed], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        row = int(bad[0])
+        raw = table[column].iloc[row]
+        what = "is not a number" if _float_or_none(raw) is None else "must be finite"
+        raise InputError(path, f"line {row + 2}: column {column} {what}: {raw!r}")
+    return values
+
+
+def _float_or_none(text: object) -> float | None:
+    """float(text), or None when it does not parse."""
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def read_luna16_table(path: str | Path, required: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
+    """Read a LUNA16 CSV as text, then check columns and numbers so errors can name the line.
+
+    Numbers must be finite; `seriesuid` is stripped and must not be empty; other columns are kept as text.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
@@ -256,8 +285,10 @@ def _read_table(path: str | Path, required: tuple[str, ...], numeric: tuple[str,
     except pd.errors.EmptyDataError:
         raise InputError(path, "file is empty (expected a header line)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        detail = str(exc).strip().splitlines()[-1]
-        raise InputError(path, f"not a valid CSV ({detail})") from None
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"not a valid UTF-8 CSV ({detail})") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
@@ -267,14 +298,7 @@ def _read_table(path: str | Path, required: tuple[str, ...], numeric: tuple[str,
     if len(empty_uid):
         raise InputError(path, f"line {empty_uid[0] + 2}: empty seriesuid")
     for column in numeric:
-        values = pd.to_numeric(table[column].str.strip(), errors="coerce")
-        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype=float)))
-        if len(bad):
-            row = int(bad[0])
-            raise InputError(
-                path, f"line {row + 2}: column {column} is not a number: {table[column].iloc[row]!r}"
-            )
-        table[column] = values.astype(float)
+        table[column] = _exact_floats(path, table, column)
     return table
 
 
@@ -285,9 +309,9 @@ def read_luna16_candidates(path: str | Path, require_class: bool = True) -> pd.D
         try:
             has_class = "class" in pd.read_csv(path, nrows=0, skipinitialspace=True).columns.str.strip()
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
-            has_class = False  # _read_table reports the problem
+            has_class = False  # read_luna16_table reports the problem
     required = CANDIDATE_COLUMNS + (("class",) if has_class else ())
-    table = _read_table(path, required, numeric=required[1:])
+    table = read_luna16_table(path, required, numeric=required[1:])
     if has_class:
         labels = table["class"]
         bad = np.flatnonzero(~labels.isin([0.0, 1.0]).to_numpy())
@@ -299,8 +323,44 @@ def read_luna16_candidates(path: str | Path, require_class: bool = True) -> pd.D
 
 def read_luna16_annotations(path: str | Path) -> pd.DataFrame:
     """Nodule annotations (seriesuid, coordX/Y/Z mm, diameter_mm > 0): the FROC ground truth."""
-    table = _read_table(path, ANNOTATION_COLUMNS, numeric=ANNOTATION_COLUMNS[1:])
+    table = read_luna16_table(path, ANNOTATION_COLUMNS, numeric=ANNOTATION_COLUMNS[1:])
     bad = np.flatnonzero(table["diameter_mm"].to_numpy() <= 0)
     if len(bad):
         raise InputError(path, f"line {bad[0] + 2}: column diameter_mm must be > 0")
     return table[list(ANNOTATION_COLUMNS)].reset_index(drop=True)
+
+
+EXCLUDED_CSV = "annotations_excluded.csv"
+UNSIZED_DIAMETER = -1.0  # diameter_mm of an excluded finding without a size (the LUNA16 script reads 10 mm)
+
+
+def read_luna16_excluded(path: str | Path) -> pd.DataFrame:
+    """Excluded findings (annotations_excluded.csv: same columns as annotations, diameter_mm > 0 or -1).
+
+    Findings that are neither nodules nor false positives (non-nodules, nodules < 3 mm, nodules with
+    too few readers): a mark on one is ignored by the FROC.
+    """
+    table = read_luna16_table(path, ANNOTATION_COLUMNS, numeric=ANNOTATION_COLUMNS[1:])
+    diameters = table["diameter_mm"].to_numpy()
+    bad = np.flatnonzero((diameters <= 0) & (diameters != UNSIZED_DIAMETER))
+    if len(bad):
+        raise InputError(path, f"line {bad[0] + 2}: column diameter_mm must be > 0, or -1 for a finding "
+                               f"without size, got {diameters[bad[0]]:g}")
+    return table[list(ANNOTATION_COLUMNS)].reset_index(drop=True)
+
+
+def find_luna16_excluded(root: str | Path) -> Path | None:
+    """annotations_excluded.csv of a LUNA16 folder: at the top, in CSVFILES/, else the first one deeper
+    (the LUNA16 download keeps it in evaluationScript/annotations/); None when there is none."""
+    root = Path(root)
+    for candidate in (root / EXCLUDED_CSV, root / "CSVFILES" / EXCLUDED_CSV):
+        if candidate.is_file():
+            return candidate
+    found = sorted(root.rglob(EXCLUDED_CSV)) if root.is_dir() else []
+    return found[0] if found else None
+
+
+def read_luna16_excluded_in(root: str | Path) -> pd.DataFrame | None:
+    """The folder's excluded findings, or None when it has no annotations_excluded.csv (optional)."""
+    path = find_luna16_excluded(root)
+    return None if path is None else read_luna16_excluded(path)

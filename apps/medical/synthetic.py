@@ -5,7 +5,9 @@
   expects, anisotropic spacing (x = y in 0.6–0.9 mm, z in 1.0–2.5 mm), origins at negative hundreds of
   mm, TransformMatrix identity; seriesuids look like LUNA16's `1.3.6.1.4.1.14519.5.2.1.6279.6001.<30 digits>`;
 - `candidates.csv` (seriesuid, coordX, coordY, coordZ, class) and `annotations.csv` (seriesuid, coordX,
-  coordY, coordZ, diameter_mm), world millimetres.
+  coordY, coordZ, diameter_mm), world millimetres;
+- `annotations_excluded.csv` (same columns): findings that are not nodules, as LUNA16 lists them for its
+  evaluation, whose marks the FROC ignores.
 
 Each volume: air (−1000 HU) outside an elliptic body; a subcutaneous fat rim (~−100 HU) around soft tissue
 (~40 HU, the mediastinum and chest wall); two ellipsoid lungs (~−850 HU with low-frequency texture) that
@@ -21,6 +23,10 @@ Candidates: every nodule gives one (30 %: two) class-1 candidate jittered by up 
 hard negatives, at least `negatives_per_positive` per positive in each scan: points on vessels,
 bifurcations, vessel crossings, the pleura, random lung and random soft-tissue points, never within a
 nodule's radius + margin. Annotations: every nodule (all are ≥ 3 mm), true centre and diameter.
+Excluded findings: 1–4 per scan, each centred close to a class-0 candidate so that candidate strictly hits
+it (and the FROC ignores it): non-nodules such as scars with diameter −1 (the LUNA16 script reads 10 mm)
+or nodules < 3 mm (1–3 mm). They are labels only (nothing extra is drawn) and come from their own random
+stream, so adding them left volumes, candidates and annotations unchanged.
 
 Deterministic for a seed: each scan draws from its own child of `numpy.random.SeedSequence(seed)`.
 Sizes on disk: small ≈ 34 MB (16 scans, tests, ~3 s), medium ≈ 360 MB (60 scans, ~20 s), large ≈ 2.4 GB (160 scans).
@@ -103,6 +109,10 @@ class Appearance:
     negative_kind_p: dict[str, float] = field(default_factory=lambda: {
         "vessel": 0.30, "bifurcation": 0.15, "crossing": 0.15, "pleura": 0.15, "lung": 0.15, "tissue": 0.10,
     })
+    excluded_per_scan: tuple[int, int] = (1, 4)  # inclusive range of excluded findings per scan
+    excluded_unsized_p: float = 0.4  # share of non-nodules written with diameter -1
+    excluded_small_mm: tuple[float, float] = (1.0, 3.0)  # nodules < 3 mm
+    excluded_offset: float = 0.4  # centre offset from its candidate, as a fraction of the radius read
 
 
 APPEARANCE = Appearance()
@@ -427,8 +437,32 @@ def _seriesuids(rng: np.random.Generator, n: int) -> list[str]:
     return uids
 
 
+UNSIZED_DIAMETER_MM = -1.0  # annotations_excluded.csv's "no size"; the LUNA16 script reads it as 10 mm
+UNSIZED_READ_AS_MM = 10.0
+
+
+def excluded_findings(rng: np.random.Generator, scan: _Scan, look: Appearance = APPEARANCE) -> list[tuple]:
+    """Findings to exclude from the FROC (local mm centre, diameter_mm), each on a class-0 candidate.
+
+    The centre is moved from the candidate by less than half the radius the evaluation reads, so the
+    candidate hits the finding strictly even after coordinates are rounded to 1e-4 mm.
+    """
+    negatives = [point for point, label in scan.candidates if label == 0]
+    lo, hi = look.excluded_per_scan
+    wanted = min(int(rng.integers(lo, hi + 1)), len(negatives))
+    findings = []
+    for index in rng.choice(len(negatives), size=wanted, replace=False):
+        unsized = rng.random() < look.excluded_unsized_p
+        diameter = UNSIZED_DIAMETER_MM if unsized else float(rng.uniform(*look.excluded_small_mm))
+        radius_read = (UNSIZED_READ_AS_MM if unsized else diameter) / 2
+        offset = rng.normal(size=3)
+        offset *= look.excluded_offset * radius_read * rng.uniform(0.0, 1.0) / np.linalg.norm(offset)
+        findings.append((negatives[int(index)] + offset, diameter))
+    return findings
+
+
 def write_synthetic_luna16(out_dir: str | Path, scale: str | SyntheticScale = "small", seed: int = 0) -> Path:
-    """Write a synthetic LUNA16 dataset (volumes, candidates.csv, annotations.csv) and return `out_dir`."""
+    """Write a synthetic LUNA16 dataset (volumes, candidates.csv, annotations.csv, annotations_excluded.csv)."""
     spec = resolve_scale(scale)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -436,8 +470,10 @@ def write_synthetic_luna16(out_dir: str | Path, scale: str | SyntheticScale = "s
     seeds = np.random.SeedSequence(seed)
     uid_seed, *scan_seeds = seeds.spawn(spec.n_scans + 1)
     uids = _seriesuids(np.random.default_rng(uid_seed), spec.n_scans)
+    excluded_rng = np.random.default_rng(seeds.spawn(1)[0])  # its own stream: the scans stay as they were
     cand_rows: list[tuple] = []
     ann_rows: list[tuple] = []
+    excluded_rows: list[tuple] = []
     with atomic_dir(out_dir / SUBSET) as subset:
         for uid, scan_seed in zip(uids, scan_seeds, strict=True):
             rng = np.random.default_rng(scan_seed)
@@ -453,9 +489,14 @@ def write_synthetic_luna16(out_dir: str | Path, scale: str | SyntheticScale = "s
                 cand_rows.append((uid, *np.round(point + origin, 4), label))
             for centre, r in scan.nodules:
                 ann_rows.append((uid, *np.round(centre + origin, 4), round(2 * r, 4)))
+            for centre, diameter in excluded_findings(excluded_rng, scan):
+                excluded_rows.append((uid, *np.round(centre + origin, 4), round(diameter, 4)))
+    finding_columns = ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"]
     candidates = pd.DataFrame(cand_rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "class"])
-    annotations = pd.DataFrame(ann_rows, columns=["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"])
-    for name, table in (("annotations.csv", annotations), ("candidates.csv", candidates)):
+    annotations = pd.DataFrame(ann_rows, columns=finding_columns)
+    excluded = pd.DataFrame(excluded_rows, columns=finding_columns)
+    for name, table in (("annotations.csv", annotations), ("annotations_excluded.csv", excluded),
+                        ("candidates.csv", candidates)):
         with atomic_path(out_dir / name) as tmp:
             table.to_csv(tmp, index=False)
     return out_dir

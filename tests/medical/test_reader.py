@@ -12,11 +12,15 @@ from pydicom.data import get_testdata_file
 
 from apps.medical.reader import (
     CTVolume,
+    find_luna16_excluded,
     find_luna16_volumes,
     read_ct_volume,
     read_dicom_series,
     read_luna16_annotations,
     read_luna16_candidates,
+    read_luna16_excluded,
+    read_luna16_excluded_in,
+    read_luna16_table,
     voxel_to_world,
     world_to_voxel,
 )
@@ -228,6 +232,47 @@ def test_read_annotations(tmp_path):
     path.write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,1,2,3,-1\n")
     with pytest.raises(InputError, match="line 2: column diameter_mm must be > 0"):
         read_luna16_annotations(path)
+
+
+EXCLUDED = "seriesuid,coordX,coordY,coordZ,diameter_mm\n1.2.3,-131.8964945,-155.0567015,-317.8,-1\n1.2.3,1,2,3,2.5\n"
+
+
+def test_read_excluded_findings_allows_unsized(tmp_path):
+    path = tmp_path / "annotations_excluded.csv"
+    path.write_text(EXCLUDED)
+    table = read_luna16_excluded(path)
+    assert table["diameter_mm"].tolist() == [-1.0, 2.5]
+    assert table.loc[0, "coordX"] == float("-131.8964945")  # parsed exactly as Python's float()
+    for bad in ("0", "-2"):
+        path.write_text(EXCLUDED.replace(",2.5", f",{bad}"))
+        with pytest.raises(InputError, match="line 3: column diameter_mm must be > 0, or -1"):
+            read_luna16_excluded(path)
+
+
+def test_excluded_findings_found_where_luna16_keeps_them(tmp_path):
+    assert find_luna16_excluded(tmp_path) is None and read_luna16_excluded_in(tmp_path) is None
+    deep = tmp_path / "evaluationScript" / "annotations" / "annotations_excluded.csv"
+    deep.parent.mkdir(parents=True)
+    deep.write_text(EXCLUDED)
+    assert find_luna16_excluded(tmp_path) == deep
+    (tmp_path / "CSVFILES").mkdir()
+    (tmp_path / "CSVFILES" / "annotations_excluded.csv").write_text(EXCLUDED)
+    assert find_luna16_excluded(tmp_path) == tmp_path / "CSVFILES" / "annotations_excluded.csv"
+    (tmp_path / "annotations_excluded.csv").write_text(EXCLUDED.splitlines()[0] + "\n")
+    assert find_luna16_excluded(tmp_path) == tmp_path / "annotations_excluded.csv"
+    assert read_luna16_excluded_in(tmp_path).empty
+
+
+def test_table_numbers_must_be_finite(tmp_path):
+    path = tmp_path / "submission.csv"
+    path.write_text("seriesuid,coordX,coordY,coordZ,probability\n1.2.3,1,2,3,0.5\n1.2.3,1,2,3,-inf\n")
+    columns = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
+    with pytest.raises(InputError) as exc:
+        read_luna16_table(path, columns, columns[1:])
+    assert one_line(exc) == f"{path}: line 3: column probability must be finite: '-inf'"
+    path.write_bytes(b"seriesuid,coordX,coordY,coordZ,probability\n\xe9,1,2,3,0.5\n")  # Latin-1, not UTF-8
+    with pytest.raises(InputError, match="not a valid UTF-8 CSV"):
+        read_luna16_table(path, columns, columns[1:])
 
 
 # --- DICOM -----------------------------------------------------------------------------------------

@@ -6,11 +6,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from apps.medical.froc import compute_froc
 from apps.medical.reader import (
+    find_luna16_excluded,
     find_luna16_volumes,
     read_ct_volume,
     read_luna16_annotations,
     read_luna16_candidates,
+    read_luna16_excluded,
     world_to_voxel,
 )
 from apps.medical.synthetic import LUNA16_UID_PREFIX, SCALES, write_synthetic_luna16
@@ -70,6 +73,29 @@ def test_labels_follow_the_luna16_hit_rule(tables):
     assert 1.0 < per_nodule < 2.0  # some nodules have two candidates
 
 
+def test_excluded_findings_sit_on_negative_candidates(small, tables):
+    _, candidates, annotations = tables
+    assert find_luna16_excluded(small) == small / "annotations_excluded.csv"
+    excluded = read_luna16_excluded(small / "annotations_excluded.csv")
+    assert set(excluded["seriesuid"]) <= set(candidates["seriesuid"])
+    assert len(excluded) >= SCALES["small"].n_scans  # at least one per scan
+    unsized = excluded["diameter_mm"] == -1
+    assert 0 < unsized.sum() < len(excluded)  # scars without size and small nodules
+    assert excluded.loc[~unsized, "diameter_mm"].between(1, 3, inclusive="left").all()
+    radius = np.where(unsized, 5.0, excluded["diameter_mm"] / 2)  # -1 reads as 10 mm
+    for (uid, *centre), r in zip(excluded[["seriesuid", *COORDS]].itertuples(index=False), radius, strict=True):
+        cand = candidates[candidates["seriesuid"] == uid]
+        inside = ((cand[COORDS].to_numpy() - np.asarray(centre)) ** 2).sum(axis=1) < r * r
+        assert (cand.loc[inside, "class"] == 0).any()  # a negative strictly inside
+    # The FROC ignores those marks: fewer false positives than without the excluded list.
+    marks = candidates.assign(probability=np.linspace(0, 1, len(candidates)))
+    uids = sorted(set(candidates["seriesuid"]))
+    with_excluded = compute_froc(marks, annotations, uids, excluded, max_marks_per_scan=0)  # no cap: every mark
+    assert with_excluded.n_marks_ignored >= len(excluded) // 2
+    without = compute_froc(marks, annotations, uids, max_marks_per_scan=0)
+    assert with_excluded.fps_per_scan[-1] < without.fps_per_scan[-1]
+
+
 def test_volume_content_is_plausible_hu(tables):
     volumes, _, annotations = tables
     for _, nodule in annotations.head(6).iterrows():
@@ -86,7 +112,7 @@ def test_deterministic_for_a_seed(tmp_path):
     b = write_synthetic_luna16(tmp_path / "b", scale=TINY, seed=7)
     c = write_synthetic_luna16(tmp_path / "c", scale=TINY, seed=8)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 2 * 2 + 2
+    assert len(files) == 2 * 2 + 3
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
     assert (a / "candidates.csv").read_bytes() != (c / "candidates.csv").read_bytes()
 
