@@ -15,9 +15,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 import apps.driving as driving_app
 from apps.driving import synthetic
+from apps.driving.boxes import matched_heading_errors
 from apps.driving.camera import CameraConfig, CameraDetector, images_to_tensor, prepare_image
 from apps.driving.center_head import CenterHeadConfig, CenterTargets, center_head_loss
 from apps.driving.dataset import (
+    TARGET_CLASS,
     DrivingFrame,
     LidarDetectionDataset,
     PillarCollate,
@@ -26,7 +28,7 @@ from apps.driving.dataset import (
     scene_augmentations,
 )
 from apps.driving.figures import bev_detections_figure, camera_detections_figure
-from apps.driving.kitti import DONTCARE, find_frames, kitti_split_dir
+from apps.driving.kitti import DONTCARE, KittiObject, find_frames, kitti_split_dir
 from apps.driving.kitti_eval import evaluate_kitti, precision_recall_table
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
@@ -39,6 +41,7 @@ from pipelines.domain import TrainedModel
 
 MLFLOW_ENTRY = str(Path(driving_app.__file__).parent / "mlflow_entry.py")
 FIGURE_FRAMES = 3  # test frames drawn in the BEV and camera plots
+REVERSED_HEADING_DEG = 90.0  # a matched car whose heading is off by more than this points the wrong way
 
 
 @dataclass
@@ -130,6 +133,17 @@ def split_frames(root: Path, frame_ids: list[str], cfg: DrivingDataConfig) -> tu
     if unlabelled:
         raise InputError(sets, f"{len(unlabelled)} listed frame(s) have no label_2 file, e.g. {unlabelled[0]}")
     return train, val, test
+
+
+def heading_metrics(truth: dict[str, list[KittiObject]], detections: dict[str, list[KittiObject]]
+                    ) -> dict[str, float]:
+    """Median full-angle heading error (degrees) of cars matched at BEV IoU ≥ 0.5, and the share of them
+    heading the wrong way (error over 90°): what AP cannot see, as IoU is blind to a half turn."""
+    errors = np.degrees(matched_heading_errors(truth, detections, TARGET_CLASS))
+    if not len(errors):
+        return {"heading_error_deg": float("nan"), "heading_reversed": float("nan")}
+    return {"heading_error_deg": float(np.median(errors)),
+            "heading_reversed": float(np.mean(errors > REVERSED_HEADING_DEG))}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -242,10 +256,11 @@ class DrivingPipeline:
         network = PointPillarsNet(cfg.model, grid)
 
         def loss_fn(outputs: dict[str, torch.Tensor], batch: dict) -> torch.Tensor:
-            return center_head_loss(outputs, batch, head.regression_weight)
+            return center_head_loss(outputs, batch, head.regression_weight, head.direction_weight)
 
         def validate(model: PointPillarsNet) -> dict[str, float]:
-            metrics = evaluate_kitti({f.frame_id: f.objects for f in val}, detect_frames(model, pillarizer, head, val))
+            truth, found = {f.frame_id: f.objects for f in val}, detect_frames(model, pillarizer, head, val)
+            metrics = {**evaluate_kitti(truth, found), **heading_metrics(truth, found)}
             val_loss = _mean_loss(model, val_loader, lambda m, b: loss_fn(m(b), b))
             return {"val_loss": val_loss, **{f"val_{k}": v for k, v in metrics.items()}}
 
@@ -256,7 +271,7 @@ class DrivingPipeline:
         scorer = DrivingScorer(network, camera, cfg.model, grid, head)
         detections = scorer.detect(test)
         truth = {f.frame_id: f.objects for f in test}
-        metrics = evaluate_kitti(truth, detections)
+        metrics = {**evaluate_kitti(truth, detections), **heading_metrics(truth, detections)}
         shown = [f for f in test if f.target_objects][:FIGURE_FRAMES] or test[:FIGURE_FRAMES]
         bundle = scorer.save(workdir / "bundle")
         example = pd.DataFrame({"split_dir": [str(split_dir)], "frame_id": [test_ids[0]]})

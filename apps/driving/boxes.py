@@ -36,6 +36,21 @@ def limit_period(angle: np.ndarray | float, offset: float = 0.5, period: float =
     return angle - np.floor(angle / period + offset) * period
 
 
+def wrap_kitti_angle(angle: np.ndarray | float) -> np.ndarray:
+    """Angles wrapped to (-π, π], the range KITTI writes rotation_y and alpha in."""
+    angle = np.asarray(angle, dtype=np.float64)
+    return angle - 2 * math.pi * np.ceil((angle - math.pi) / (2 * math.pi))
+
+
+def observation_angle(rotation_y: np.ndarray | float, x: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
+    """KITTI's alpha: rotation_y less the viewing angle atan2(x, z) of the box centre (rect camera), in (-π, π].
+
+    A car seen from straight ahead of the camera has alpha = rotation_y; the same heading seen at the image's
+    side differs by the ray's angle. The bottom and geometric centres share x and z, so either gives it.
+    """
+    return wrap_kitti_angle(np.asarray(rotation_y, np.float64) - np.arctan2(x, z))
+
+
 def _boxes(boxes: np.ndarray, width: int, name: str) -> np.ndarray:
     """Check and return an (N, width) float64 box array; a single box may be given as (width,)."""
     arr = np.asarray(boxes, dtype=np.float64)
@@ -234,6 +249,38 @@ def rotated_nms_bev(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float)
 # --------------------------------------------------------------------------------------------------
 # Detections back to KITTI objects
 # --------------------------------------------------------------------------------------------------
+# Box edges as corner pairs (box_corners_lidar order): bottom ring, top ring, verticals.
+_BOX_EDGES = np.array([[0, 1], [1, 2], [2, 3], [3, 0], [4, 5], [5, 6], [6, 7], [7, 4], [0, 4], [1, 5], [2, 6], [3, 7]])
+NEAR_PLANE = 0.1  # metres in front of the camera: a box is cut here before projecting
+
+
+def image_boxes_lidar(boxes: np.ndarray, calib: KittiCalib, image_shape: tuple[int, int]) -> np.ndarray:
+    """(N, 4) 2D boxes [x1, y1, x2, y2] of LiDAR boxes in image_2: the projected 3D box clipped to the image.
+
+    A box reaching behind the camera is first cut at `NEAR_PLANE` (its corners in front plus the points where
+    its edges cross the plane), since a corner behind the camera projects to the wrong side of the image.
+    A box wholly behind the plane gets a degenerate [0, 0, 0, 0].
+    """
+    lidar = _boxes(boxes, 7, "LiDAR boxes")
+    height, width = image_shape[:2]
+    out = np.zeros((len(lidar), 4))
+    for i, corners in enumerate(box_corners_lidar(lidar)):
+        _, depth = calib.velo_to_image(corners)
+        front = depth > NEAR_PLANE
+        if not front.any():
+            continue
+        kept = [corners[front]]
+        a, b = corners[_BOX_EDGES[:, 0]], corners[_BOX_EDGES[:, 1]]
+        da, db = depth[_BOX_EDGES[:, 0]], depth[_BOX_EDGES[:, 1]]
+        crossing = (da > NEAR_PLANE) != (db > NEAR_PLANE)
+        if crossing.any():  # depth is affine in the point, so the crossing interpolates linearly
+            t = (NEAR_PLANE - da[crossing]) / (db[crossing] - da[crossing])
+            kept.append(a[crossing] + t[:, None] * (b[crossing] - a[crossing]))
+        uv, _ = calib.velo_to_image(np.concatenate(kept))
+        out[i, :2] = np.clip(uv.min(axis=0), 0, [width - 1, height - 1])
+        out[i, 2:] = np.clip(uv.max(axis=0), 0, [width - 1, height - 1])
+    return out
+
 def lidar_boxes_to_kitti_objects(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -241,24 +288,25 @@ def lidar_boxes_to_kitti_objects(
     image_shape: tuple[int, int],
     cls: str = "Car",
 ) -> list[KittiObject]:
-    """LiDAR detections → KITTI result objects: camera box, alpha, and the 2D box of the projected corners.
+    """LiDAR detections → KITTI result objects: camera box, full-heading rotation_y, its alpha, and the 2D box.
 
-    The 2D box is clipped to the image (H, W); truncation and occlusion are unknown and written as 0.
+    rotation_y and alpha = rotation_y - atan2(x, z) are in (-π, π] (the evaluator's AOS reads alpha); the 2D
+    box is the projected 3D box clipped to the image (H, W) (`image_boxes_lidar`), which AP_2D and the
+    difficulty levels' height limit use. Truncation and occlusion are unknown and written as 0.
     """
     lidar = _boxes(boxes, 7, "LiDAR boxes")
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     cam = boxes3d_lidar_to_camera(lidar, calib)
-    height, width = image_shape[:2]
+    cam[:, 6] = wrap_kitti_angle(cam[:, 6])
+    alphas = observation_angle(cam[:, 6], cam[:, 0], cam[:, 2])
     objects = []
-    for box, corners, score in zip(cam, box_corners_lidar(lidar), scores, strict=True):
-        uv, _ = calib.velo_to_image(corners)
-        x1, y1 = np.clip(uv.min(axis=0), 0, [width - 1, height - 1])
-        x2, y2 = np.clip(uv.max(axis=0), 0, [width - 1, height - 1])
+    for box, (x1, y1, x2, y2), alpha, score in zip(cam, image_boxes_lidar(lidar, calib, image_shape), alphas, scores,
+                                                    strict=True):
         x, y, z, h, w, length, ry = box
         objects.append(
             KittiObject(
                 type=cls, truncated=0.0, occluded=0,
-                alpha=float(limit_period(ry - math.atan2(x, z))),
+                alpha=float(alpha),
                 bbox=(float(x1), float(y1), float(x2), float(y2)),
                 dimensions=(float(h), float(w), float(length)),
                 location=(float(x), float(y), float(z)),
@@ -266,3 +314,28 @@ def lidar_boxes_to_kitti_objects(
             )
         )
     return objects
+
+
+def matched_heading_errors(gt: dict[str, list[KittiObject]], dt: dict[str, list[KittiObject]], cls: str = "Car",
+                           min_bev_iou: float = 0.5) -> np.ndarray:
+    """Absolute full-angle heading errors (radians, in [0, π]) of detections matched to labelled cars.
+
+    Per frame, detections best score first each take the unmatched label of highest BEV IoU ≥ `min_bev_iou`;
+    IoU is blind to a half turn, so this is what says whether headings point the right way (π: backwards).
+    """
+    errors: list[float] = []
+    for frame_id, labels in gt.items():
+        truth = [o for o in labels if o.type == cls]
+        found = sorted((o for o in dt.get(frame_id, []) if o.type == cls), key=lambda o: -(o.score or 0.0))
+        if not truth or not found:
+            continue
+        overlap = bev_iou(boxes3d_camera_to_upright(found)[:, BEV_COLUMNS],
+                          boxes3d_camera_to_upright(truth)[:, BEV_COLUMNS])
+        free = np.ones(len(truth), dtype=bool)
+        for i, detection in enumerate(found):
+            candidates = np.where(free, overlap[i], -1.0)
+            j = int(np.argmax(candidates))
+            if candidates[j] >= min_bev_iou:
+                free[j] = False
+                errors.append(abs(float(wrap_kitti_angle(detection.rotation_y - truth[j].rotation_y))))
+    return np.array(errors, dtype=np.float64)

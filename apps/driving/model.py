@@ -11,7 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from apps.driving.center_head import REGRESSION_CHANNELS
+from apps.driving.center_head import HEAD_MAP_CHANNELS
 from apps.driving.pillars import PillarFeatureNet, PillarGrid, scatter_to_bev
 
 RAW_POINT_FEATURES = 4  # x, y, z, reflectance
@@ -76,7 +76,8 @@ class BevBackbone(nn.Module):
 
 
 class PointPillarsNet(nn.Module):
-    """Pillars in, centre-head maps out: `heatmap` (B, 1, H, W) logits and `regression` (B, 8, H, W)."""
+    """Pillars in, centre-head maps out: `heatmap` (B, 1, H, W) logits and `regression` (B, 10, H, W): the 8 box
+    values, then the 2 direction-bin logits (center_head.HEAD_MAP_CHANNELS)."""
 
     def __init__(self, cfg: DrivingModelConfig, grid: PillarGrid):
         super().__init__()
@@ -85,7 +86,7 @@ class PointPillarsNet(nn.Module):
         self.backbone = BevBackbone(cfg.pfn_channels, list(cfg.backbone_channels), cfg.layers_per_stage)
         self.shared = _conv(self.backbone.out_channels, cfg.head_channels)
         self.heatmap = nn.Conv2d(cfg.head_channels, 1, 1)
-        self.regression = nn.Conv2d(cfg.head_channels, REGRESSION_CHANNELS, 1)
+        self.regression = nn.Conv2d(cfg.head_channels, HEAD_MAP_CHANNELS, 1)
         nn.init.constant_(self.heatmap.bias, -torch.log(torch.tensor((1 - _HEATMAP_PRIOR) / _HEATMAP_PRIOR)).item())
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from apps.driving.boxes import lidar_boxes_to_kitti_objects
 from apps.driving.camera import CameraConfig, CameraDetector, paint_points, prepare_image, score_map
-from apps.driving.center_head import CenterHeadConfig, decode_boxes
+from apps.driving.center_head import HEAD_MAP_CHANNELS, CenterHeadConfig, decode_boxes
 from apps.driving.dataset import TARGET_CLASS, DrivingFrame, read_driving_frames
 from apps.driving.kitti import KittiObject, find_frames, kitti_split_dir, write_kitti_result
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
@@ -103,6 +103,10 @@ class DrivingScorer:
             raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a driving model")
         model_cfg, grid, head = (DrivingModelConfig(**spec["model"]), PillarGrid(**spec["grid"]),
                                  CenterHeadConfig(**spec["head"]))
+        head_maps = state.get("lidar.regression.weight")
+        if head_maps is not None and head_maps.shape[0] != HEAD_MAP_CHANNELS:
+            raise InputError(folder, f"holds a detector with {head_maps.shape[0]} head channels, this version has "
+                                     f"{HEAD_MAP_CHANNELS} (headings with a direction bin): retrain it")
         net = PointPillarsNet(model_cfg, grid)
         net.load_state_dict({k[len("lidar."):]: v for k, v in state.items() if k.startswith("lidar.")})
         camera = None

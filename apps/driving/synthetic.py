@@ -9,6 +9,11 @@ Each frame (LiDAR frame: x forward, y left, z up, sensor at the origin, ground p
   (half of them decoys with a car's body and cabin that only the camera tells apart, the rest one
   full-height block: container, hedge or kiosk), placed non-overlapping in the camera's view,
   5–55 m ahead; 0–4 thin poles and sometimes a wall along one side;
+- cars have a front and a back, so a detector can learn their full heading (label `rotation_y` is the
+  direction the car's front points): a low bonnet over the front 30 % of the length (≈ 0.7 m high), a
+  higher rear deck (≈ 0.9 m) and the cabin set back behind the middle, in the LiDAR and the image alike;
+  in the image the front also shows headlights and a lighter windscreen, the back red tail lights and a
+  dark rear window. Decoys share the profile (the LiDAR still cannot tell them from cars);
 - LiDAR: a 64-beam HDL-64E-like sensor (elevations +2.0° … -24.8°, azimuth step 0.18°) ray-cast against the ground and
   every block, nearest hit per ray, range noise, reflectance per surface; only points that project into
   the image with positive depth are kept, like KITTI's reduced scans (~15–25k points);
@@ -30,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from apps.driving.boxes import bev_iou, box_corners_lidar, boxes3d_lidar_to_camera, limit_period
+from apps.driving.boxes import bev_iou, box_corners_lidar, boxes3d_lidar_to_camera, limit_period, observation_angle
 from apps.driving.kitti import DONTCARE, KittiCalib, KittiObject, format_kitti_line, frame_file
 from common.errors import InputError
 from common.io import atomic_dir, atomic_path
@@ -74,8 +79,10 @@ CAR_LENGTH, CAR_WIDTH, CAR_HEIGHT = (3.9, 0.3), (1.6, 0.08), (1.5, 0.08)  # (mea
 SIZE_CLIP_SD = 2.5  # normal sizes are clipped to mean ± this many sd
 MISC_LENGTH, MISC_WIDTH, MISC_HEIGHT = (3.0, 4.8), (1.5, 2.1), (1.3, 2.0)  # uniform ranges
 CAR_CLEARANCE = 0.2  # body bottom above the ground
-CAR_BODY_TOP = 0.6  # body top, share of the car height (≈ 0.9 m)
-CAR_CABIN_LENGTH, CAR_CABIN_WIDTH, CAR_CABIN_SHIFT = 0.55, 0.88, -0.05  # shares of l, w, and of l backwards
+CAR_BODY_TOP = 0.6  # rear deck (boot and the body under the cabin) top, share of the car height (≈ 0.9 m)
+CAR_BONNET_TOP = 0.47  # bonnet top, share of the car height (≈ 0.7 m): lower than the rear deck, as on real cars
+CAR_BONNET_LENGTH = 0.3  # share of l from the front: where the rear deck starts
+CAR_CABIN_LENGTH, CAR_CABIN_WIDTH, CAR_CABIN_SHIFT = 0.5, 0.88, -0.12  # shares of l, w, and of l backwards
 CAR_AXLE = 0.32  # axle position, share of l from the centre
 AXLE_LENGTH, AXLE_TOP, AXLE_INSET = 0.6, 0.25, 0.05
 WHEEL_RADIUS = 0.33
@@ -121,10 +128,11 @@ CAR_PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 CAR_PALETTE_WEIGHTS = (0.18, 0.18, 0.16, 0.14, 0.14, 0.1, 0.1)
 WINDOW_COLOUR, TYRE_COLOUR = (32, 36, 46), (22, 22, 24)
+WINDSCREEN_COLOUR = (88, 108, 132)  # the front glass reflects the sky: lighter than the side and rear windows
 HEADLIGHT_COLOUR, TAILLIGHT_COLOUR = (235, 230, 195), (200, 20, 25)
 WINDOW_INSET = (0.08, 0.15)  # horizontal share, vertical share of a cabin face left around the glass
 TYRE_INSET, LAMP_INSET = (0.05, 0.3), (0.1, 0.35)  # metres in from the car's side, seen from front or back
-LAMP_BAND = (0.55, 0.8)  # share of the body's height
+LAMP_BAND = (0.55, 0.8)  # share of the lower body's height (clearance to bonnet top)
 WHEEL_VERTICES = 16
 MISC_STYLES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "container": ((120, 98, 84), (105, 104, 100), (112, 100, 80)),
@@ -251,16 +259,27 @@ def _place(rng: np.random.Generator, scene: _Scene, placed: list[np.ndarray], le
     return None
 
 
-def _car(rng: np.random.Generator, box: np.ndarray) -> _Thing:
-    """A car: body block, narrower cabin on top, two axles underneath; saturated paint."""
+CAR_PROFILE_BLOCKS = 3  # lower body, rear deck, cabin: the blocks a decoy copies
+
+
+def _car_profile(box: np.ndarray, body_reflectance: float) -> list[_Block]:
+    """A car's shape, front (+x of the box) unlike back: the lower body at bonnet height over the whole length,
+    the rear deck on it behind the bonnet, and the cabin set back on the deck."""
     length, width, height = box[3:6]
-    body_top = CAR_BODY_TOP * height
-    body_reflectance = float(rng.uniform(*CAR_BODY_REFLECTANCE))
-    blocks = [
-        _sub_block(box, 0.0, length, width, CAR_CLEARANCE, body_top, body_reflectance),
-        _sub_block(box, CAR_CABIN_SHIFT * length, CAR_CABIN_LENGTH * length, CAR_CABIN_WIDTH * width, body_top,
+    bonnet_top, deck_top = CAR_BONNET_TOP * height, CAR_BODY_TOP * height
+    deck_length = (1 - CAR_BONNET_LENGTH) * length
+    return [
+        _sub_block(box, 0.0, length, width, CAR_CLEARANCE, bonnet_top, body_reflectance),
+        _sub_block(box, (deck_length - length) / 2, deck_length, width, bonnet_top, deck_top, body_reflectance),
+        _sub_block(box, CAR_CABIN_SHIFT * length, CAR_CABIN_LENGTH * length, CAR_CABIN_WIDTH * width, deck_top,
                    height, CAR_GLASS_REFLECTANCE),
     ]
+
+
+def _car(rng: np.random.Generator, box: np.ndarray) -> _Thing:
+    """A car: the front/back-asymmetric profile (`_car_profile`), two axles underneath; saturated paint."""
+    length, width = box[3:5]
+    blocks = _car_profile(box, float(rng.uniform(*CAR_BODY_REFLECTANCE)))
     for sign in (1.0, -1.0):
         blocks.append(_sub_block(box, sign * CAR_AXLE * length, AXLE_LENGTH, width - 2 * AXLE_INSET, 0.0, AXLE_TOP,
                                  CAR_TYRE_REFLECTANCE))
@@ -274,7 +293,7 @@ def _misc(rng: np.random.Generator, box: np.ndarray, style: str) -> _Thing:
     colour = palette[rng.integers(len(palette))]
     reflectance = float(rng.uniform(*MISC_REFLECTANCE))
     if style == DECOY:
-        blocks = _car(rng, box).blocks[:2]  # the car profile without axles: only the camera tells it apart
+        blocks = _car(rng, box).blocks[:CAR_PROFILE_BLOCKS]  # no axles: only the camera tells it apart
         for block in blocks:
             block.reflectance = reflectance
         return _Thing("misc", box, blocks, colour, style)
@@ -476,7 +495,7 @@ def _label_lines(scene: _Scene, scan: _Scan, calib: KittiCalib) -> list[str]:
             type="Car" if thing.kind == "car" else "Misc",
             truncated=truncated,
             occluded=_occlusion_level(float(scan.visible_share[index])),
-            alpha=float(limit_period(ry - math.atan2(x, z))),
+            alpha=float(observation_angle(ry, x, z)),
             bbox=bbox,
             dimensions=(float(h), float(w), float(length)),
             location=(float(x), float(y), float(z)),
@@ -551,15 +570,16 @@ def _face_patch(box: np.ndarray, x: float, across: tuple[float, float], up: tupl
 
 
 def _paint_car(painter: _Painter, thing: _Thing) -> None:
-    """Shadow, body, cabin with windows, wheels and lights."""
+    """Shadow, lower body with wheels, headlights in front and tail lights behind, rear deck, cabin with a
+    light windscreen and dark side and rear windows: the front looks unlike the back."""
     box = thing.box
     length, width, height = box[3:6]
     grow = _UNIT_SQUARE * [length + 2 * SHADOW_GROW, width + 2 * SHADOW_GROW]
     painter.polygon(_local_to_lidar(box, np.column_stack([grow, np.zeros(4)])), SHADOW_COLOUR)
-    body, cabin = thing.blocks[0].box, thing.blocks[1].box
-    body_height = CAR_BODY_TOP * height - CAR_CLEARANCE
-    lamp_heights = (CAR_CLEARANCE + LAMP_BAND[0] * body_height, CAR_CLEARANCE + LAMP_BAND[1] * body_height)
-    for index, _quad, _shade in painter.block(body, thing.colour):
+    lower, deck, cabin = (block.box for block in thing.blocks[:CAR_PROFILE_BLOCKS])
+    lower_height = CAR_BONNET_TOP * height - CAR_CLEARANCE
+    lamp_heights = (CAR_CLEARANCE + LAMP_BAND[0] * lower_height, CAR_CLEARANCE + LAMP_BAND[1] * lower_height)
+    for index, _quad, _shade in painter.block(lower, thing.colour):
         if index in (2, 3):  # a side (+y, -y): two wheels
             side = 1.0 if index == 2 else -1.0
             for axle in (1.0, -1.0):
@@ -573,10 +593,11 @@ def _paint_car(painter: _Painter, thing: _Thing) -> None:
                 painter.polygon(tyre, TYRE_COLOUR)
             for lamp in _face_patch(box, x, LAMP_INSET, lamp_heights):
                 painter.polygon(lamp, HEADLIGHT_COLOUR if index == 0 else TAILLIGHT_COLOUR)
+    painter.block(deck, thing.colour)
     for index, quad, shade in painter.block(cabin, thing.colour):
-        if index < 4:  # vertical face: glass band
+        if index < 4:  # vertical face: glass band, the windscreen (front face, index 0) lighter
             glass = _face_rect(quad, (WINDOW_INSET[0], 1 - WINDOW_INSET[0]), (WINDOW_INSET[1], 1 - WINDOW_INSET[1]))
-            painter.polygon(glass, WINDOW_COLOUR, shade)
+            painter.polygon(glass, WINDSCREEN_COLOUR if index == 0 else WINDOW_COLOUR, shade)
 
 
 def _paint_misc(painter: _Painter, thing: _Thing) -> None:

@@ -16,12 +16,16 @@ from apps.driving.boxes import (
     boxes3d_camera_to_upright,
     boxes3d_lidar_to_camera,
     iou3d,
+    image_boxes_lidar,
     lidar_boxes_to_kitti_objects,
     limit_period,
+    matched_heading_errors,
+    observation_angle,
     points_in_boxes_lidar,
     rotated_nms_bev,
+    wrap_kitti_angle,
 )
-from apps.driving.kitti import camera_box_array, read_frame
+from apps.driving.kitti import KittiObject, camera_box_array, read_frame
 
 UNIT = np.array([[0.0, 0.0, 1.0, 1.0, 0.0]])  # BEV [x, y, l, w, yaw]
 
@@ -74,6 +78,59 @@ def test_detections_back_to_kitti_objects(real_frame):
         assert made.alpha == pytest.approx(label.alpha, abs=0.05)  # ry - atan2(x, z); labels are rounded
         assert made.location == pytest.approx(label.location)
     assert objects[0].score == pytest.approx(0.9)
+
+
+@needs_real
+def test_full_headings_survive_the_round_trip_to_result_files(real_frame):
+    lidar = boxes3d_camera_to_lidar(real_frame.objects, real_frame.calib)
+    turned = lidar.copy()
+    turned[:, 6] += math.pi  # every car the other way round: same boxes for IoU, opposite headings
+    for boxes in (lidar, turned):
+        objects = lidar_boxes_to_kitti_objects(boxes, np.ones(len(boxes)), real_frame.calib, (375, 1242))
+        ry = np.array([o.rotation_y for o in objects])
+        assert np.all(ry > -math.pi) and np.all(ry <= math.pi)
+        alpha = np.array([o.alpha for o in objects])
+        x, z = np.array([o.location[0] for o in objects]), np.array([o.location[2] for o in objects])
+        np.testing.assert_allclose(wrap_kitti_angle(alpha + np.arctan2(x, z) - ry), 0.0, atol=1e-9)
+    back = lidar_boxes_to_kitti_objects(turned, np.ones(len(turned)), real_frame.calib, (375, 1242))
+    labels = np.array([o.rotation_y for o in real_frame.objects])
+    np.testing.assert_allclose(np.abs(wrap_kitti_angle(np.array([o.rotation_y for o in back]) - labels)), math.pi,
+                               atol=1e-6)
+
+
+def test_alpha_is_the_heading_less_the_viewing_angle():
+    # Straight ahead (x = 0), alpha equals rotation_y; 45° to the right, it is rotation_y - π/4.
+    assert observation_angle(0.3, 0.0, 10.0) == pytest.approx(0.3)
+    assert observation_angle(0.3, 10.0, 10.0) == pytest.approx(0.3 - math.pi / 4)
+    # Results stay in (-π, π]: KITTI's range.
+    assert observation_angle(3.0, -10.0, 10.0) == pytest.approx(3.0 + math.pi / 4 - 2 * math.pi)
+    assert wrap_kitti_angle(-math.pi) == pytest.approx(math.pi) and wrap_kitti_angle(math.pi) == pytest.approx(math.pi)
+
+
+@needs_real
+def test_a_box_reaching_behind_the_camera_is_cut_at_the_near_plane(real_frame):
+    # A car beside the sensor, half behind the camera: its far corners must not fold onto the wrong side.
+    # Its corners behind the camera would project to u ≈ 660–1318 px, its front corners lie at u ≈ 46–569.
+    beside = np.array([[0.5, 1.0, -1.0, 4.0, 1.6, 1.5, 0.0], [-10.0, 0.0, -1.0, 4.0, 1.6, 1.5, 0.0]])
+    (x1, _, x2, _), behind = image_boxes_lidar(beside, real_frame.calib, (375, 1242))
+    assert x1 == 0.0  # its side runs out of the image's left edge towards the camera
+    assert x2 == pytest.approx(569.2, abs=1.0)  # the nearest front corner, not a folded rear one
+    np.testing.assert_array_equal(behind, 0.0)  # wholly behind: degenerate
+
+
+def car(x: float, ry: float, frame: str = "f", score: float | None = None):
+    """A KITTI car at depth 10 m, x metres to the right."""
+    return KittiObject(type="Car", truncated=0.0, occluded=0, alpha=0.0, bbox=(0, 0, 10, 50),
+                       dimensions=(1.5, 1.6, 3.9), location=(x, 1.6, 10.0), rotation_y=ry, score=score)
+
+
+def test_heading_errors_of_matched_cars_see_a_half_turn():
+    truth = {"a": [car(0.0, 0.2), car(6.0, -1.0)], "b": [car(0.0, 3.0)]}
+    found = {"a": [car(0.05, 0.2 + math.pi, score=0.9), car(6.0, -0.9, score=0.8), car(-8.0, 0.0, score=0.7)],
+             "b": [car(0.0, -3.0, score=0.5)]}
+    errors = np.sort(matched_heading_errors(truth, found))
+    # The unmatched detection adds nothing; -3.0 vs 3.0 is 2π - 6 apart, not 6.
+    np.testing.assert_allclose(errors, np.sort([math.pi, 0.1, 2 * math.pi - 6.0]), atol=1e-9)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,11 +7,16 @@ import torch
 
 from apps.driving.boxes import BEV_COLUMNS, bev_iou, points_in_boxes_lidar, rotated_nms_bev
 from apps.driving.center_head import (
+    BOX_CHANNELS,
+    HEAD_MAP_CHANNELS,
     OUTPUT_STRIDE,
     CenterHeadConfig,
     CenterTargets,
+    center_head_losses,
     center_head_loss,
     decode_boxes,
+    direction_bin,
+    full_heading,
     rotated_nms,
 )
 from apps.driving.dataset import (
@@ -41,13 +46,14 @@ def box_points(boxes: np.ndarray, per_box: int = 200, seed: int = 0) -> np.ndarr
 
 
 def perfect_outputs(grid: PillarGrid, head: CenterHeadConfig, boxes: np.ndarray) -> dict[str, torch.Tensor]:
-    """Head maps a perfect network would output: the targets as logits."""
+    """Head maps a perfect network would output: the targets as logits (direction: 10 for the true bin)."""
     drawn = CenterTargets(grid, head)(boxes)
     heat = np.where(drawn["heatmap"] >= 1.0, 10.0, -10.0).astype(np.float32)
-    reg = np.zeros((8, *drawn["heatmap"].shape[1:]), np.float32)
-    for i, m, r in zip(drawn["index"], drawn["mask"], drawn["regression"], strict=True):
+    reg = np.zeros((HEAD_MAP_CHANNELS, *drawn["heatmap"].shape[1:]), np.float32)
+    for i, m, r, d in zip(drawn["index"], drawn["mask"], drawn["regression"], drawn["direction"], strict=True):
         if m:
-            reg.reshape(8, -1)[:, i] = r
+            reg.reshape(HEAD_MAP_CHANNELS, -1)[:BOX_CHANNELS, i] = r
+            reg.reshape(HEAD_MAP_CHANNELS, -1)[BOX_CHANNELS + d, i] = 10.0
     return {"heatmap": torch.from_numpy(heat)[None], "regression": torch.from_numpy(reg)[None]}
 
 
@@ -65,9 +71,52 @@ def test_targets_decode_back_to_the_boxes():
     (boxes, scores), = decode_boxes(perfect_outputs(grid, head, BOXES), grid, head)
     order = np.argsort(boxes[:, 0])
     np.testing.assert_allclose(boxes[order, :6], BOXES[:, :6], atol=1e-4)
-    half_turns = (boxes[order, 6] - BOXES[:, 6]) / math.pi  # heading is decoded up to a half turn
-    np.testing.assert_allclose(half_turns, np.round(half_turns), atol=1e-4)
+    np.testing.assert_allclose(boxes[order, 6], BOXES[:, 6], atol=1e-4)  # the full heading, not up to π
     assert np.all(scores > 0.99)
+
+
+def test_a_car_seen_from_behind_and_from_the_front_decode_half_a_turn_apart():
+    grid, head = PillarGrid(), CenterHeadConfig()
+    away = np.array([[20.0, 0.0, -0.98, 3.9, 1.6, 1.5, 0.0]])  # driving away from the sensor: we see its back
+    towards = away.copy()
+    towards[0, 6] = math.pi  # the same box coming towards us: we see its front
+    (away_box, _), = decode_boxes(perfect_outputs(grid, head, away), grid, head)
+    (towards_box, _), = decode_boxes(perfect_outputs(grid, head, towards), grid, head)
+    assert away_box[0, 6] == pytest.approx(0.0, abs=1e-4)
+    assert abs(towards_box[0, 6]) == pytest.approx(math.pi, abs=1e-4)  # π and -π are one heading
+    # The regressed axis is the same for both; only the direction bin tells them apart.
+    assert CenterTargets(grid, head)(away)["regression"][0] == pytest.approx(
+        CenterTargets(grid, head)(towards)["regression"][0], abs=1e-6)
+
+
+@pytest.mark.parametrize("offset", [math.pi / 2, 0.0, -1.0])
+def test_direction_bins_split_the_circle_at_the_offset(offset):
+    assert direction_bin(offset, offset) == 0 and direction_bin(offset + math.pi - 1e-6, offset) == 0
+    assert direction_bin(offset + math.pi, offset) == 1 and direction_bin(offset - 1e-6, offset) == 1
+    yaws = np.linspace(-math.pi, math.pi, 721)
+    # Exactly on a bin edge, a rounding error in the axis may land it in the other half turn: by design the
+    # edge is where an axis error flips the direction (hence `direction_offset` across the road).
+    yaws = yaws[np.abs(np.angle(np.exp(2j * (yaws - offset)))) > 1e-6]
+    axis = torch.from_numpy(np.arctan2(np.sin(2 * yaws), np.cos(2 * yaws)) / 2)  # what the regression gives
+    decoded = full_heading(axis, torch.from_numpy(direction_bin(yaws, offset)), offset).numpy()
+    error = np.angle(np.exp(1j * (decoded - yaws)))
+    np.testing.assert_allclose(error, 0.0, atol=1e-9)
+    assert decoded.min() > -math.pi - 1e-12 and decoded.max() <= math.pi + 1e-12
+
+
+def test_a_wrong_direction_bin_costs_loss_and_turns_the_box_round():
+    grid, head = PillarGrid(), CenterHeadConfig()
+    targets = {k: torch.from_numpy(v)[None] for k, v in CenterTargets(grid, head)(BOXES).items()}
+    right = perfect_outputs(grid, head, BOXES)
+    wrong = {k: v.clone() for k, v in right.items()}
+    wrong["regression"][:, BOX_CHANNELS:] = right["regression"][:, BOX_CHANNELS:].flip(1)
+    assert center_head_losses(right, targets)["direction"] < 1e-3
+    assert center_head_losses(wrong, targets)["direction"] > 5.0
+    assert center_head_losses(wrong, targets)["regression"] == center_head_losses(right, targets)["regression"]
+    (boxes, _), = decode_boxes(wrong, grid, head)
+    order = np.argsort(boxes[:, 0])
+    turned = np.angle(np.exp(1j * (boxes[order, 6] - BOXES[:, 6])))
+    np.testing.assert_allclose(np.abs(turned), math.pi, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

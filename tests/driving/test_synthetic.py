@@ -100,6 +100,31 @@ def test_labels_agree_with_points_and_2d_boxes(frames):
     assert n_cars >= 2 * N_FRAMES
 
 
+def local_points(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Points in a LiDAR box's own frame: x along its heading (front +), height above its bottom."""
+    c, s = np.cos(box[6]), np.sin(box[6])
+    d = points[:, :2] - box[:2]
+    return np.column_stack([d @ [c, s], d @ [-s, c], points[:, 2] - (box[2] - box[5] / 2)])
+
+
+def test_cars_have_a_front_lower_than_their_back(frames):
+    """The LiDAR sees a bonnet in front and a higher rear deck behind, so the heading has a direction to learn."""
+    gaps = []
+    for frame in frames:
+        cars = labelled(frame, "Car", occluded=0)
+        if not cars:
+            continue
+        for box in boxes3d_camera_to_lidar(cars, frame.calib):
+            grown = box.copy()
+            grown[3:6] += BOX_GROW
+            inside = local_points(frame.points[points_in_boxes_lidar(frame.points, grown[None])[:, 0]], box)
+            front, rear = inside[inside[:, 0] > 0.3 * box[3]], inside[inside[:, 0] < -0.4 * box[3]]
+            if len(front) >= 3 and len(rear) >= 3:
+                gaps.append(rear[:, 2].max() - front[:, 2].max())
+    assert len(gaps) >= N_FRAMES
+    assert np.median(gaps) > 0.1  # metres: rear deck ≈ 0.9 m against a bonnet ≈ 0.7 m
+
+
 def test_dontcare_lines_read_back(tmp_path):
     path = tmp_path / "000000.txt"
     path.write_text(_dontcare_line((1.0, 2.5, 30.25, 40.0)) + "\n", encoding="utf-8")
