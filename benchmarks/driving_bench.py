@@ -54,6 +54,8 @@ def run(scale: str, epochs: int, camera_epochs: int) -> str:
         m = trained.test_metrics
         rows.append({"detector": label, "test AP BEV@0.7": m["ap_bev"], "test AP 3D@0.7": m["ap_3d"],
                      "test AP BEV@0.5": m["ap_bev_50"], "test AP 3D@0.5": m["ap_3d_50"],
+                     "test AOS": m["aos"], "AP 2D@0.7": m["ap_2d"],
+                     "median heading error °": m["heading_error_deg"], "reversed headings": m["heading_reversed"],
                      "test recall@0.5": m["recall"], "train s": t["seconds"]})
         print(markdown_table(rows[-1:]), flush=True)
 

@@ -34,7 +34,9 @@ def test_run_detects_cars_and_logs_kitti_metrics_and_plots(trained):
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     logged = client.get_run(run.value("run_id"))
     assert {"test_ap_bev", "test_ap_3d", "test_recall", "test_aos", "test_ap_bev_hard", "camera_val_loss",
-            "val_ap_bev_50"} <= set(logged.data.metrics)
+            "val_ap_bev_50", "test_heading_error_deg", "test_heading_reversed"} <= set(logged.data.metrics)
+    assert 0 <= logged.data.metrics["test_heading_reversed"] <= 1
+    assert logged.data.metrics["test_heading_error_deg"] < 45  # the axis is learnt; the direction see README
     plots = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert [a.path for a in client.list_artifacts(logged.info.run_id, "curves")] == ["curves/pr_bev_test.json"]
     assert {"plots/bev_detections_test.png", "plots/camera_detections_test.png"} <= plots
