@@ -4,6 +4,7 @@ and boxes together, and the collate step that pillarises scans and draws head ta
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -14,8 +15,9 @@ from tqdm.auto import tqdm
 
 from apps.driving.boxes import BEV_COLUMNS, bev_iou, boxes3d_camera_to_lidar, points_in_boxes_lidar
 from apps.driving.center_head import CenterTargets
-from apps.driving.kitti import KittiCalib, KittiObject, read_frame
+from apps.driving.kitti import KittiCalib, KittiObject, check_frame_id, read_frame
 from apps.driving.pillars import Pillarizer
+from common.errors import InputError
 
 TARGET_CLASS = "Car"
 
@@ -60,16 +62,38 @@ def points_in_camera_view(points: np.ndarray, calib: KittiCalib, image_shape: tu
 
 
 def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "reading frames",
-                        labels: bool = True) -> list[DrivingFrame]:
+                        labels: bool = True, skip_unreadable: bool = False,
+                        skipped: list[InputError] | None = None) -> list[DrivingFrame]:
     """Read frames (scan cropped to the camera's view, calibration, image, labels) with a progress bar.
 
-    `labels=False` (scoring) leaves label files unread; unlabelled frames get no objects.
+    `labels=False` (scoring) leaves label files unread; unlabelled frames get no objects. Frame ids must
+    be plain names, each listed once. A damaged frame (truncated scan, unreadable image, bad calibration
+    or label) is refused, or with `skip_unreadable` skipped with a warning naming the file and the
+    problem, and appended to `skipped` so the caller can count it; if every frame is damaged, the first
+    problem is raised.
     """
-    frames = []
+    seen: set[str] = set()
+    for frame_id in frame_ids:
+        check_frame_id(frame_id, split_dir)
+        if frame_id in seen:
+            raise InputError(split_dir, f"frame {frame_id} requested twice")
+        seen.add(frame_id)
+    frames, problems = [], []
     for frame_id in tqdm(frame_ids, desc=desc, unit="frame", disable=None):
-        raw = read_frame(split_dir, frame_id, image=True, labels=labels)
+        try:
+            raw = read_frame(split_dir, frame_id, image=True, labels=labels)
+        except InputError as exc:
+            if not skip_unreadable:
+                raise
+            problems.append(exc)
+            warnings.warn(f"skipping frame {frame_id}: {exc}", UserWarning, stacklevel=2)
+            continue
         points = points_in_camera_view(raw.points, raw.calib, raw.image.shape[:2])
         frames.append(DrivingFrame(frame_id, points, raw.calib, raw.image, raw.objects or []))
+    if problems and not frames:
+        raise problems[0]
+    if skipped is not None:
+        skipped.extend(problems)
     return frames
 
 

@@ -12,6 +12,7 @@ Every problem with user input raises `InputError` naming the file (and line), ne
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,26 @@ _CALIB_SHAPES: dict[str, tuple[int, int]] = {
     "R0_rect": (3, 3), "Tr_velo_to_cam": (3, 4), "Tr_imu_to_velo": (3, 4),
 }
 _CALIB_REQUIRED = ("P2", "R0_rect", "Tr_velo_to_cam")
+# A frame id names files (`velodyne/<id>.bin`): a plain name, never a path (KITTI's are six digits).
+_FRAME_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# KITTI's occlusion levels (0 visible … 3 unknown), -1 in DontCare lines and result files.
+_OCCLUSION_LEVELS = (-1, 0, 1, 2, 3)
+
+
+def check_frame_id(frame_id: str, source: str | Path | None = None) -> str:
+    """Refuse a frame id that is not a plain file name (`../x`, `/abs`, empty): it would read outside the folder."""
+    if not isinstance(frame_id, str) or not _FRAME_ID.fullmatch(frame_id) or ".." in frame_id:
+        raise InputError(source, f"frame id {str(frame_id)[:60]!r} is not a plain file name "
+                                 "(letters, digits, '_', '-', '.'; no folder or '..')")
+    return frame_id
+
+
+def _check_inside(path: Path, folder: Path) -> None:
+    """Refuse a frame file that is a symlink (or under a symlinked folder) resolving outside the split folder."""
+    target, inside = path.resolve(), folder.resolve()
+    if inside not in target.parents:
+        raise InputError(path, f"is a symlink to {target}, outside the input folder {folder} (copy the file in, "
+                               "or point at the folder that holds it)")
 
 
 def _homogeneous(pts: np.ndarray) -> np.ndarray:
@@ -120,9 +141,11 @@ def camera_box_array(objects: list[KittiObject]) -> np.ndarray:
 def _require_file(path: Path, what: str) -> None:
     """Raise one clear line when a frame file is missing or is a folder."""
     if not path.exists():
-        raise InputError(path, f"{what} file not found")
+        kind = "a broken symlink" if path.is_symlink() else "not found"
+        raise InputError(path, f"{what} file {kind}")
     if not path.is_file():
-        raise InputError(path, f"expected a {what} file, got a folder")
+        kind = "a folder" if path.is_dir() else "a FIFO or device"
+        raise InputError(path, f"expected a {what} file, got {kind}")
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -138,6 +161,7 @@ def read_calib(path: str | Path) -> KittiCalib:
     """Parse a KITTI calib/NNNNNN.txt (lines `KEY: v1 v2 …`) so points can move between LiDAR, camera and image."""
     path = Path(path)
     values: dict[str, np.ndarray] = {}
+    lines: dict[str, int] = {}
     for number, line in enumerate(_read_text(path, "calibration").splitlines(), start=1):
         if not line.strip():
             continue
@@ -156,10 +180,18 @@ def read_calib(path: str | Path) -> KittiCalib:
             raise InputError(path, f"line {number}: {key} needs {shape[0] * shape[1]} values, got {numbers.size}")
         if not np.all(np.isfinite(numbers)):
             raise InputError(path, f"line {number}: {key} has a non-finite value")
-        values[key] = numbers.reshape(shape)
+        if key in values:
+            raise InputError(path, f"line {number}: {key} given twice (also line {lines[key]})")
+        values[key], lines[key] = numbers.reshape(shape), number
     missing = [key for key in _CALIB_REQUIRED if key not in values]
     if missing:
         raise InputError(path, f"calibration lacks {', '.join(missing)}")
+    # Points go LiDAR → rect and back (the inverse), and rect → image: these parts must be invertible.
+    for key, part in (("P2", values["P2"][:, :3]), ("R0_rect", values["R0_rect"]),
+                      ("Tr_velo_to_cam", values["Tr_velo_to_cam"][:, :3])):
+        scale = np.abs(part).max()
+        if scale == 0 or not np.isfinite(scale) or abs(np.linalg.det(part / scale)) < 1e-9:
+            raise InputError(path, f"line {lines[key]}: {key} is singular (no inverse): not a camera calibration")
     return KittiCalib(**values)
 
 
@@ -168,6 +200,8 @@ def read_velodyne(path: str | Path) -> np.ndarray:
     path = Path(path)
     _require_file(path, "velodyne")
     size = path.stat().st_size
+    if size == 0:
+        raise InputError(path, "empty velodyne scan (0 bytes)")
     if size % VELODYNE_RECORD_BYTES:
         raise InputError(
             path, f"size {size} bytes is not a multiple of {VELODYNE_RECORD_BYTES} (float32 x, y, z, reflectance)"
@@ -191,6 +225,12 @@ def _parse_label_line(path: Path, number: int, line: str) -> KittiObject:
         raise InputError(path, f"line {number}: a field after the class name is not a number") from None
     if not all(math.isfinite(v) for v in nums):
         raise InputError(path, f"line {number}: non-finite value")
+    if nums[1] not in _OCCLUSION_LEVELS:
+        raise InputError(path, f"line {number}: occluded must be -1, 0, 1, 2 or 3, got {fields[2]}")
+    if not -1 <= nums[0] <= 1:
+        raise InputError(path, f"line {number}: truncated must be in [0, 1] (or -1), got {fields[1]}")
+    if fields[0] != DONTCARE and min(nums[7:10]) < 0 and nums[7:10] != [-1.0, -1.0, -1.0]:
+        raise InputError(path, f"line {number}: negative box dimensions (h w l = {' '.join(fields[8:11])})")
     return KittiObject(
         type=fields[0],
         truncated=nums[0],
@@ -224,8 +264,14 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InputError(path, f"image too large to decode ({_one_line(exc)})") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise InputError(path, f"not a readable image ({type(exc).__name__})") from None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:160]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -256,10 +302,16 @@ def _image_set(root: Path, split_dir: Path, split: str) -> tuple[Path, list[str]
     for folder in dict.fromkeys(candidates):
         path = folder / f"{split}.txt"
         if path.is_file():
-            ids = list(dict.fromkeys(tok for tok in _read_text(path, "image set").split()))
+            ids: dict[str, int] = {}
+            for number, line in enumerate(_read_text(path, "image set").splitlines(), start=1):
+                for token in line.split():
+                    check_frame_id(token, f"{path}: line {number}")
+                    if token in ids:
+                        raise InputError(path, f"line {number}: frame {token} listed twice (also line {ids[token]})")
+                    ids[token] = number
             if not ids:
                 raise InputError(path, "image set lists no frames")
-            return path, ids
+            return path, list(ids)
     raise InputError(root, f"ImageSets/{split}.txt not found (looked in {', '.join(map(str, candidates))})")
 
 
@@ -308,7 +360,10 @@ def find_frames(
         for part in parts:
             path = frame_file(split_dir, part, frame_id)
             if not path.is_file():
-                raise InputError(path, f"frame {frame_id} has no {part} file")
+                kind = ("is a broken symlink" if path.is_symlink() and not path.exists()
+                        else "is not a regular file" if path.exists() else "has no")
+                raise InputError(path, f"frame {frame_id} {kind} {part} file" if kind == "has no"
+                                 else f"frame {frame_id}'s {part} file {kind}")
     return ids
 
 
@@ -324,15 +379,40 @@ class KittiFrame:
 
 
 def read_frame(split_dir: str | Path, frame_id: str, image: bool = True, labels: bool = True) -> KittiFrame:
-    """Read one frame's scan, calibration, optional image and (if present and wanted) labels from a split folder."""
-    label_path = frame_file(split_dir, "label_2", frame_id)
+    """Read one frame's scan, calibration, optional image and (if present and wanted) labels from a split folder.
+
+    The frame id must be a plain name, and every file must lie inside `split_dir` (a symlink leading
+    out of it is refused); the image must hold the calibration's principal point (the right size).
+    """
+    split_dir = Path(split_dir)
+    check_frame_id(frame_id, split_dir)
+    paths = {part: frame_file(split_dir, part, frame_id) for part in PART_SUFFIX}
+    wanted = ["velodyne", "calib", *(["image_2"] if image else [])]
+    if labels and (paths["label_2"].exists() or paths["label_2"].is_symlink()):
+        wanted.append("label_2")
+    for part in wanted:
+        if paths[part].exists():
+            _check_inside(paths[part], split_dir)
+    calib = read_calib(paths["calib"])
+    pixels = read_image(paths["image_2"]) if image else None
+    if pixels is not None:
+        _check_image_fits(paths["image_2"], pixels.shape, calib)
     return KittiFrame(
         frame_id=frame_id,
-        points=read_velodyne(frame_file(split_dir, "velodyne", frame_id)),
-        calib=read_calib(frame_file(split_dir, "calib", frame_id)),
-        image=read_image(frame_file(split_dir, "image_2", frame_id)) if image else None,
-        objects=read_label(label_path) if labels and label_path.exists() else None,
+        points=read_velodyne(paths["velodyne"]),
+        calib=calib,
+        image=pixels,
+        objects=read_label(paths["label_2"]) if "label_2" in wanted else None,
     )
+
+
+def _check_image_fits(path: Path, shape: tuple[int, ...], calib: KittiCalib) -> None:
+    """KITTI's principal point lies near the image centre: outside the image, the image or calib is the wrong one."""
+    height, width = shape[:2]
+    cx, cy = calib.P2[0, 2], calib.P2[1, 2]
+    if not (0 < cx < width and 0 < cy < height):
+        raise InputError(path, f"image is {width}x{height} px but the calibration's principal point "
+                               f"({cx:.1f}, {cy:.1f}) lies outside it: wrong image or calibration for this frame?")
 
 
 def read_label_dir(folder: str | Path, frame_ids: list[str]) -> dict[str, list[KittiObject]]:
@@ -348,8 +428,12 @@ def read_label_dir(folder: str | Path, frame_ids: list[str]) -> dict[str, list[K
 # --------------------------------------------------------------------------------------------------
 def format_kitti_line(obj: KittiObject) -> str:
     """One KITTI line: the 15 label fields, plus the score when the object has one (result format)."""
-    if " " in obj.type or not obj.type:
-        raise ValueError(f"KITTI class names cannot be empty or contain spaces: {obj.type!r}")
+    if obj.type.split() != [obj.type]:
+        raise ValueError(f"KITTI class names cannot be empty or contain spaces or line breaks: {obj.type!r}")
+    numbers = (obj.truncated, obj.occluded, obj.alpha, *obj.bbox, *obj.dimensions, *obj.location, obj.rotation_y,
+               *(() if obj.score is None else (obj.score,)))
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"a KITTI line cannot hold NaN or infinity: {obj}")
     x1, y1, x2, y2 = obj.bbox
     h, w, length = obj.dimensions
     x, y, z = obj.location

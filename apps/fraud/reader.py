@@ -39,6 +39,11 @@ _PARQUET_MAGIC = b"PAR1"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_SHOWN = 40  # characters of a bad value quoted in an error message
+# Limits past which a value cannot be real: steps are hours (2^53 keeps float64 parsing exact), money is
+# far below 1e15 in any currency, and larger magnitudes overflow the features' sums and logarithms.
+MAX_STEP = 2**53
+MAX_MONEY = 1e15
+_CONTROL = r"[\x00-\x1f\x7f]"
 
 # A check yields (first bad position in the frame, column, message for that position).
 Problem = tuple[int, str, str]
@@ -51,8 +56,31 @@ def read_paysim(path: str | Path, require_labels: bool = True, chunksize: int = 
     path = Path(path)
     magic = _check_file(path)
     if magic.startswith(_PARQUET_MAGIC) or path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path, require_labels)
-    return _read_csv(path, require_labels, chunksize, _compression(magic))
+        return _duplicates(path, _read_parquet(path, require_labels), "row", drop=require_labels)
+    return _duplicates(path, _read_csv(path, require_labels, chunksize, _compression(magic)), "line",
+                       drop=require_labels)
+
+
+def _duplicates(path: Path, frame: pd.DataFrame, unit: str, drop: bool) -> pd.DataFrame:
+    """Rows that repeat an earlier row exactly (the same transaction exported twice): training skips them
+    with a warning naming the file, the count and the first pair; scoring keeps them (one score per row)
+    and warns. The frame's index is each row's position in the file (blank CSV lines counted)."""
+    maybe = pd.util.hash_pandas_object(frame, index=False).duplicated(keep=False).to_numpy()  # 3x faster
+    repeated = np.zeros(len(frame), dtype=bool)
+    if maybe.any():
+        repeated[maybe] = frame.iloc[maybe].duplicated(keep="first").to_numpy()
+    if repeated.any():
+        first = int(np.argmax(repeated))
+        earlier = int(np.argmax(frame.iloc[:first].eq(frame.iloc[first]).all(axis=1).to_numpy()))
+        def number(pos: int) -> int:
+            return int(frame.index[pos]) + (2 if unit == "line" else 1)
+
+        what = "skipped" if drop else "scored like any other row"
+        warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat an earlier row exactly and are {what} "
+                      f"(first: {unit} {number(first)}, same as {unit} {number(earlier)})", UserWarning, stacklevel=3)
+        if drop:
+            frame = frame.loc[~repeated]
+    return frame.reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,11 +160,10 @@ def _read_csv(path: Path, require_labels: bool, chunksize: int, compression: str
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
         raise InputError(path, _field_count_problem(path, compression, len(columns), exc)) from None
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a readable CSV text file ({exc.reason} at byte {exc.start}); "
-                               "is it binary or in another encoding?") from None
+        raise InputError(path, _not_utf8(path, compression, exc)) from None
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise InputError(path, f"cannot read CSV: {_one_line(exc)}") from None
-    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+    frame = pd.concat(chunks) if chunks else pd.DataFrame()  # index: data row in the file, blank lines counted
     if len(frame) == 0:
         raise InputError(path, "no transactions (the file has a header line but no data rows)")
     return frame
@@ -162,11 +189,17 @@ def _csv_header(path: Path, compression: str | None) -> list[str]:
     except pd.errors.EmptyDataError:
         raise InputError(path, "no transactions (the file has no header line)") from None
     except UnicodeDecodeError as exc:
-        raise InputError(path, f"not a readable CSV text file ({exc.reason} at byte {exc.start}); "
-                               "is it binary or in another encoding?") from None
+        raise InputError(path, _not_utf8(path, compression, exc)) from None
     except (pd.errors.ParserError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
         raise InputError(path, f"cannot read CSV header: {_one_line(exc)}") from None
-    return [str(c) for c in header.columns]
+    columns = [str(c) for c in header.columns]
+    if len(columns) > 1:  # pandas renames a repeated name (`amount` → `amount.1`): look at the raw names
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = pd.read_csv(path, nrows=1, header=None, dtype=str, keep_default_na=False,
+                              compression=compression, index_col=False)
+        _check_unique(path, [str(c) for c in raw.iloc[0].tolist()] if len(raw) else columns)
+    return columns
 
 
 def _csv_dtypes(columns: list[str]) -> dict[str, str]:
@@ -193,6 +226,22 @@ def _field_count_problem(path: Path, compression: str | None, n_fields: int, exc
     return f"malformed CSV: {_one_line(exc)}"
 
 
+def _not_utf8(path: Path, compression: str | None, exc: UnicodeDecodeError) -> str:
+    """Which line holds bytes that are not UTF-8 (error path only; pandas only knows a chunk's offset)."""
+    try:
+        gz = compression == "gzip" or (compression == "infer" and path.suffix.lower() == ".gz")
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return (f"not a readable CSV text file: line {number} has a byte that is not UTF-8 "
+                            f"(0x{raw[bad.start]:02x} at column {bad.start + 1}); is it binary or in another encoding?")
+    except (OSError, EOFError):
+        pass
+    return f"not a readable CSV text file ({exc.reason} at byte {exc.start}); is it binary or in another encoding?"
+
+
 def _open_text(path: Path, compression: str | None) -> io.TextIOBase:
     suffix = path.suffix.lower()
     if compression == "gzip" or (compression == "infer" and suffix == ".gz"):
@@ -209,7 +258,10 @@ def _read_parquet(path: Path, require_labels: bool) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError, TypeError) as exc:
         raise InputError(path, f"not a readable Parquet file: {_one_line(exc)}") from None
-    return validate_paysim_frame(frame, path, require_labels)
+    try:
+        return validate_paysim_frame(frame, path, require_labels)
+    except (pa.ArrowException, UnicodeDecodeError) as exc:  # text columns decode lazily: bytes that are not UTF-8
+        raise InputError(path, f"not a readable Parquet file: {_one_line(exc)[:200]}") from None
 
 
 def validate_paysim_frame(frame: pd.DataFrame, source: str | Path | None = "data frame",
@@ -237,7 +289,16 @@ def validate_paysim_frame(frame: pd.DataFrame, source: str | Path | None = "data
 # validation shared by both formats
 
 
+def _check_unique(path: str | Path | None, columns: list[str]) -> None:
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise InputError(path, f"column {column!r} appears twice in the header")
+        seen.add(column)
+
+
 def _check_columns(path: str | Path | None, columns: list[str], require_labels: bool) -> None:
+    _check_unique(path, columns)
     required = [c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS]
     if require_labels:
         required.append("isFraud")
@@ -301,6 +362,9 @@ def _first_problem(frame: pd.DataFrame, columns: list[str],
         if column in NAME_COLUMNS:
             missing = missing | series.str.strip().eq("").fillna(False).to_numpy(dtype=bool)
         consider(missing, column, 1, lambda p: "missing value")
+        if column in NAME_COLUMNS:  # a line break or NUL inside a name would split or cut the scored output's row
+            control = series.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool) & ~missing
+            consider(control, column, 2, lambda p, s=series: f"control character in the name {_show(s.iloc[p])}")
         values = series.to_numpy()
         if column == "type":
             unknown = ~series.isin(TRANSACTION_TYPES).to_numpy() & ~missing
@@ -311,16 +375,18 @@ def _first_problem(frame: pd.DataFrame, columns: list[str],
                 infinite = np.isinf(values)
                 consider(infinite, column, 2, lambda p, v=values: f"not a finite number: {v[p]}")
                 if column == "step":
-                    bad = (values < 0) | (np.floor(values) != values)
+                    bad = (values < 0) | (np.floor(values) != values) | (values > MAX_STEP)
                     bad &= ~missing & ~infinite
                     consider(bad, column, 3, lambda p, v=values: (
-                        f"step must be a whole, non-negative number of hours, got {_show(v[p])}"))
+                        f"step must be a whole, non-negative number of hours below 2^53, got {_show(v[p])}"))
                 elif column in LABEL_COLUMNS:
                     bad = ~missing & (values != 0) & (values != 1)
                     consider(bad, column, 3, lambda p, v=values: f"must be 0 or 1, got {_show(v[p])}")
                 else:
                     what = "amount" if column == "amount" else "balance"
                     consider(values < 0, column, 3, lambda p, v=values, w=what: f"negative {w} {_show(v[p])}")
+                    consider((values > MAX_MONEY) & ~infinite, column, 4, lambda p, v=values, w=what: (
+                        f"{w} {v[p]:g} is too large to be real (limit {MAX_MONEY:g})"))
     return found[best] if best is not None else None
 
 

@@ -10,7 +10,9 @@ Every problem with user input raises `InputError` naming the file, never a libra
 """
 from __future__ import annotations
 
+import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,12 @@ _MET_BYTES = {
 }
 # Tolerance when deciding that a direction matrix is diagonal with entries ±1.
 _DIRECTION_TOL = 1e-3
+# Magnitudes past which a geometry value cannot come from a CT scanner (mm); beyond them the
+# world → voxel arithmetic loses all precision or overflows.
+MAX_WORLD_MM = 1e6
+MAX_SPACING_MM = 1e3
+# What a seriesuid may not contain: it names files (`<seriesuid>.mhd`, cache files), so never a path.
+_UID_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -69,14 +77,60 @@ def find_luna16_volumes(root: str | Path) -> dict[str, Path]:
     if not root.is_dir():
         raise InputError(root, "expected a folder of LUNA16 .mhd/.raw volumes, got a file")
     found: dict[str, Path] = {}
+    inside = root.resolve()
+    broken: list[str] = []
     for mhd in sorted(root.rglob("*.mhd")):
+        if mhd.is_dir():
+            continue  # a folder that happens to end in .mhd
+        if not mhd.is_file():  # a dangling or looping symlink, a FIFO, a device
+            broken.append(mhd.name)
+            continue
+        _check_inside(mhd, root, inside)
         uid = mhd.stem
         if uid in found:
             raise InputError(mhd, f"duplicate seriesuid {uid} (also {found[uid]})")
         found[uid] = mhd
+    if broken:
+        warnings.warn(f"{root}: {len(broken)} .mhd entr{'y is' if len(broken) == 1 else 'ies are'} not a readable "
+                      f"file (broken symlink, FIFO or device) and skipped: {', '.join(broken[:3])}"
+                      f"{' …' if len(broken) > 3 else ''}", UserWarning, stacklevel=2)
     if not found:
         raise InputError(root, "no .mhd volumes found (expected <seriesuid>.mhd + .raw, any subfolder)")
     return found
+
+
+def _check_inside(path: Path, root: Path, inside: Path) -> None:
+    """Refuse a file under `root` that is a symlink resolving outside it: the input is that folder alone."""
+    if not path.is_symlink() and not any(p.is_symlink() for p in path.relative_to(root).parents if p != Path(".")):
+        return
+    target = path.resolve()
+    if target != inside and inside not in target.parents:
+        raise InputError(path, f"is a symlink to {target}, outside the data folder {root} (copy the file in, "
+                               "or point at the folder that holds it)")
+
+
+def usable_volumes(volumes: dict[str, Path], strict: bool = False) -> tuple[dict[str, Path], list[InputError]]:
+    """Check every scan's header and pixel-data size (cheap: no voxels read) before any work starts.
+
+    A damaged scan among many is skipped with a warning naming it (the problems are returned, so a
+    summary can count them); `strict=True` refuses it instead, as does a folder where every scan is
+    damaged (the first problem is raised).
+    """
+    good: dict[str, Path] = {}
+    problems: list[InputError] = []
+    for uid, mhd in volumes.items():
+        try:
+            _check_mhd(Path(mhd))
+        except InputError as exc:
+            if strict:
+                raise
+            problems.append(exc)
+            warnings.warn(f"skipping scan {uid}: {exc}", UserWarning, stacklevel=2)
+            continue
+        good[uid] = mhd
+    if problems and not good:
+        raise problems[0]
+    return good, problems
 
 
 def _read_mhd_header(mhd_path: Path) -> dict[str, str]:
@@ -109,7 +163,19 @@ def _floats(mhd_path: Path, header: dict[str, str], key: str, count: int) -> lis
         raise InputError(mhd_path, f"header {key} is not numeric: {header[key]!r}") from None
     if len(values) != count:
         raise InputError(mhd_path, f"header {key} needs {count} numbers, got {header[key]!r}")
+    if not all(np.isfinite(values)):
+        raise InputError(mhd_path, f"header {key} has a non-finite number: {header[key]!r}")
     return values
+
+
+def _whole(mhd_path: Path, header: dict[str, str], key: str, default: int) -> int:
+    """A whole-number header key (HeaderSize, ElementNumberOfChannels), default when absent."""
+    values = _floats(mhd_path, header, key, 1)
+    if values is None:
+        return default
+    if values[0] != int(values[0]) or abs(values[0]) > 2**62:
+        raise InputError(mhd_path, f"header {key} must be a whole number, got {header[key]!r}")
+    return int(values[0])
 
 
 def _check_mhd(mhd_path: Path) -> None:
@@ -122,30 +188,71 @@ def _check_mhd(mhd_path: Path) -> None:
     dims = _floats(mhd_path, header, "DimSize", 3)
     if dims is None or any(d < 1 or d != int(d) for d in dims):
         raise InputError(mhd_path, f"header DimSize missing or invalid: {header.get('DimSize')!r}")
-    spacing = _floats(mhd_path, header, "ElementSpacing", 3) or _floats(mhd_path, header, "ElementSize", 3)
-    if spacing is not None and any(not np.isfinite(s) or s <= 0 for s in spacing):
-        raise InputError(mhd_path, f"ElementSpacing must be > 0 mm, got {header.get('ElementSpacing')!r}")
-    _floats(mhd_path, header, "TransformMatrix", 9)
+    spacing_key = "ElementSpacing" if "ElementSpacing" in header else "ElementSize"
+    spacing = _floats(mhd_path, header, spacing_key, 3)
+    if spacing is not None and any(s <= 0 or s > MAX_SPACING_MM for s in spacing):
+        raise InputError(mhd_path, f"{spacing_key} must be > 0 and at most {MAX_SPACING_MM:g} mm, "
+                                   f"got {header.get(spacing_key)!r}")
+    matrix = _floats(mhd_path, header, "TransformMatrix", 9)
+    if matrix is not None and abs(np.linalg.det(np.reshape(matrix, (3, 3)))) < _DIRECTION_TOL:
+        raise InputError(mhd_path, f"header TransformMatrix is singular: {header['TransformMatrix']!r}")
     for key in ("Offset", "Origin", "Position"):
-        _floats(mhd_path, header, key, 3)
+        origin = _floats(mhd_path, header, key, 3)
+        if origin is not None and any(abs(o) > MAX_WORLD_MM for o in origin):
+            raise InputError(mhd_path, f"header {key} is beyond ±{MAX_WORLD_MM:g} mm: {header[key]!r}")
     data_file = header.get("ElementDataFile")
     if data_file is None:
         raise InputError(mhd_path, "header has no ElementDataFile")
-    if data_file == "LOCAL" or data_file.startswith("LIST") or "%" in data_file:
-        return  # pixel data inline or split over files: let SimpleITK check it
+    if data_file == "LOCAL":
+        return  # pixel data inline after the header: SimpleITK checks it
+    if data_file.startswith("LIST") or "%" in data_file:
+        raise InputError(mhd_path, f"ElementDataFile {data_file[:40]!r}: slices split over several files are not "
+                                   "supported (LUNA16 keeps one .raw beside each .mhd)")
+    if Path(data_file).name != data_file or data_file in (".", ".."):
+        raise InputError(mhd_path, f"ElementDataFile {data_file[:60]!r} must name a file beside the header "
+                                   "(no folder, no absolute path)")
     raw_path = mhd_path.parent / data_file
-    if not raw_path.is_file():
+    if not raw_path.exists():
         raise InputError(mhd_path, f"pixel data file {data_file} not found beside the header")
-    if header.get("CompressedData", "False").lower() == "true":
-        return
+    if not raw_path.is_file():
+        raise InputError(raw_path, "pixel data is not a regular file (a folder, FIFO or device)")
+    _check_inside(raw_path, mhd_path.parent, mhd_path.parent.resolve())
     element = header.get("ElementType", "")
     if element not in _MET_BYTES:
         raise InputError(mhd_path, f"unsupported ElementType {element!r}")
-    channels = int(float(header.get("ElementNumberOfChannels", "1")))
-    expected = int(np.prod(dims)) * _MET_BYTES[element] * channels + int(float(header.get("HeaderSize", "0")))
+    channels = _whole(mhd_path, header, "ElementNumberOfChannels", 1)
+    if channels < 1:
+        raise InputError(mhd_path, f"header ElementNumberOfChannels must be at least 1, got {channels}")
+    skip = max(0, _whole(mhd_path, header, "HeaderSize", 0))  # -1: the data are the file's last bytes
+    needed = int(np.prod(dims)) * _MET_BYTES[element] * channels
+    if header.get("CompressedData", "False").lower() == "true":
+        _check_compressed(raw_path, skip, needed)
+        return
     actual = raw_path.stat().st_size
-    if actual < expected:
-        raise InputError(raw_path, f"truncated pixel data: {actual} bytes, header needs {expected}")
+    if actual < needed + skip:
+        raise InputError(raw_path, f"truncated pixel data: {actual} bytes, header needs {needed + skip}")
+
+
+def _check_compressed(raw_path: Path, skip: int, needed: int) -> None:
+    """Inflate zlib-compressed pixel data without keeping it: ITK prints "Uncompress failed" for a damaged
+    stream and hands back a volume of zeros, so a corrupt or short stream must be caught here."""
+    inflater, produced = zlib.decompressobj(), 0
+    try:
+        with raw_path.open("rb") as handle:
+            handle.seek(skip)
+            while produced < needed:
+                block = handle.read(1 << 20)
+                if not block:
+                    break
+                produced += len(inflater.decompress(block, needed - produced + 1))
+                while inflater.unconsumed_tail and produced < needed:
+                    produced += len(inflater.decompress(inflater.unconsumed_tail, needed - produced + 1))
+    except zlib.error as exc:
+        raise InputError(raw_path, f"compressed pixel data is corrupt ({exc})") from None
+    except OSError as exc:
+        raise InputError(raw_path, f"cannot read ({exc.strerror or exc})") from None
+    if produced < needed:
+        raise InputError(raw_path, f"truncated compressed pixel data: {produced} bytes inflated, header needs {needed}")
 
 
 def _to_identity_direction(
@@ -176,7 +283,13 @@ def _from_sitk(path: Path, image: sitk.Image, seriesuid: str) -> CTVolume:
     if any(s <= 0 for s in spacing):
         raise InputError(path, f"voxel spacing must be > 0 mm, got {spacing}")
     origin = tuple(float(o) for o in image.GetOrigin())
-    array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    array = sitk.GetArrayFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InputError(path, f"{bad} voxel value(s) are NaN or infinite (expected Hounsfield units)")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():  # float64 HU beyond float32's range
+        raise InputError(path, "voxel values beyond float32's range (expected Hounsfield units)")
     array, origin = _to_identity_direction(path, array, spacing, origin, image.GetDirection())
     return CTVolume(seriesuid=seriesuid, array=array, spacing=spacing, origin=origin)  # type: ignore[arg-type]
 
@@ -290,6 +403,7 @@ def read_luna16_table(path: str | Path, required: tuple[str, ...], numeric: tupl
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
     table.columns = [str(c).strip() for c in table.columns]
+    _check_unique_header(path, table)
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise InputError(path, f"missing column {missing[0]} (need {', '.join(required)})")
@@ -297,9 +411,36 @@ def read_luna16_table(path: str | Path, required: tuple[str, ...], numeric: tupl
     empty_uid = np.flatnonzero(table["seriesuid"].to_numpy() == "")
     if len(empty_uid):
         raise InputError(path, f"line {empty_uid[0] + 2}: empty seriesuid")
+    bad_uid = np.flatnonzero(table["seriesuid"].str.contains(_UID_FORBIDDEN).to_numpy(dtype=bool)
+                             | table["seriesuid"].isin([".", ".."]).to_numpy())
+    if len(bad_uid):
+        shown = table["seriesuid"].iloc[bad_uid[0]]
+        raise InputError(path, f"line {bad_uid[0] + 2}: seriesuid {shown[:60]!r} is not a series id "
+                               "(it may not hold '/', '\\', control characters, or be '.' or '..')")
     for column in numeric:
         table[column] = _exact_floats(path, table, column)
+        if column in LUNA16_COORDS or column == "diameter_mm":
+            far = np.flatnonzero(np.abs(table[column].to_numpy()) > MAX_WORLD_MM)
+            if len(far):
+                raise InputError(path, f"line {far[0] + 2}: column {column} is beyond ±{MAX_WORLD_MM:g} mm: "
+                                       f"{table[column].iloc[far[0]]:g}")
     return table
+
+
+def _check_unique_header(path: Path, table: pd.DataFrame) -> None:
+    """pandas renames a repeated column (`coordX` → `coordX.1`): read the raw header line to refuse it."""
+    if len(table.columns) < 2:
+        return
+    try:
+        names = [str(c).strip() for c in pd.read_csv(path, nrows=1, header=None, dtype=str, keep_default_na=False,
+                                                        skipinitialspace=True).iloc[0].tolist()]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, IndexError):
+        return
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputError(path, f"column {name} appears twice in the header")
+        seen.add(name)
 
 
 def read_luna16_candidates(path: str | Path, require_class: bool = True) -> pd.DataFrame:
