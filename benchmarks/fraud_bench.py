@@ -76,6 +76,7 @@ def run(scale: str, epochs: int) -> str:
     scoring_input = raw.drop(columns=["isFraud", "isFlaggedFraud"])
     with timer() as t_score:
         scorer.predict_proba(scoring_input, batch_size=4096)
+    context_lines = context_scoring(scorer, raw)
     return "\n".join([
         f"### Fraud ({scale} synthetic PaySim: {len(df):,} rows, {y.mean():.2%} fraud; "
         f"train {len(train):,} / test {len(test):,} rows by step; {epochs} epochs)",
@@ -84,4 +85,68 @@ def run(scale: str, epochs: int) -> str:
         f"- scoring with LSTM+GAT (features, history, graph and network, batch 4096): {t_score['seconds']:.1f} s "
         f"= **{len(df) / t_score['seconds']:,.0f} rows/s**",
         f"- peak resident memory of the benchmark process: {peak_rss_mb():,.0f} MB",
+        "", *context_lines,
     ])
+
+
+def context_scoring(scorer: FraudScorer, raw: pd.DataFrame, test_fraction: float = 0.15) -> list[str]:
+    """`suite score --context`: NEW (the test steps) scored with PAST (every earlier row) as context.
+
+    Checks the contract's equality (NEW with context == PAST + NEW as one file, NEW rows kept) and
+    measures what history is worth: NEW scored with its context vs NEW scored as its own file.
+    """
+    df = raw.iloc[time_order(raw)].reset_index(drop=True)
+    _, _, test = temporal_split(df["step"].to_numpy(), test_fraction, test_fraction)
+    labels = [c for c in ("isFraud", "isFlaggedFraud") if c in df.columns]
+    y = df["isFraud"].to_numpy()[test] if "isFraud" in df.columns else None
+    features = df.drop(columns=labels)
+    past, new = features.iloc[: test[0]], features.iloc[test[0]:].reset_index(drop=True)
+    with timer() as t_whole:
+        whole = scorer.predict_proba(features, batch_size=4096)[test[0]:]
+    with timer() as t_context:
+        result = scorer.score(new, past, batch_size=4096)
+    with timer() as t_alone:
+        alone = scorer.score(new, batch_size=4096)
+    diff = float(np.abs(result.probabilities - whole).max())
+    lines = [
+        f"**Scoring a new day with its history** (`--context`; NEW = the last {len(new):,} rows, steps "
+        f"{int(new['step'].min())}-{int(new['step'].max())}; PAST = the {len(past):,} rows before):", "",
+        f"- NEW with `--context PAST` vs PAST + NEW as one file, NEW rows kept: max |difference| = {diff:.1e}"
+        f" ({'within' if diff <= 1e-6 else 'OUTSIDE'} the contract's 1e-6)",
+        f"- time (features, history, graph, network; in process): PAST + NEW as one file {t_whole['seconds']:.1f} s; "
+        f"NEW with context {t_context['seconds']:.1f} s ({len(new) / t_context['seconds']:,.0f} NEW rows/s, "
+        f"context rows are not run through the network); NEW alone {t_alone['seconds']:.1f} s "
+        f"({len(new) / t_alone['seconds']:,.0f} rows/s)",
+        f"- senders (nameOrig) with no earlier transaction: {alone.senders_without_history:,} of {alone.senders:,} "
+        f"without context, {result.senders_without_history:,} with it",
+    ]
+    if y is not None and 0 < y.sum() < len(y):
+        rows = []
+        for name, probs in (("with context", result.probabilities), ("alone (own file)", alone.probabilities)):
+            m = binary_metrics(y, probs, fprs=(0.01,))
+            rows.append({"NEW scored": name, "AUC": m["auc"], "recall@1%FPR": m["recall_at_1pct_fpr"],
+                         "PR-AUC": m["pr_auc"]})
+        lines += ["", markdown_table(rows)]
+    return lines
+
+
+def main() -> None:
+    """Only the context measurement: `python -m benchmarks.fraud_bench [--scale small] [--epochs 2]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--scale", default="small", choices=["small", "medium", "large"])
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    path = OUT / f"fraud_{args.scale}" / "transactions.csv"
+    if not path.exists():
+        write_synthetic_paysim(path.parent, args.scale, seed=1)
+    cfg = load_config(FraudConfig, CONFIG_DIR / "fraud.yaml", [f"train.epochs={args.epochs}"])
+    with tempfile.TemporaryDirectory() as work:
+        trained = DOMAIN.fit(cfg, path, Path(work), False, lambda e, m: None)
+        scorer = FraudScorer.load(trained.artifacts["bundle"])
+    print("\n".join(context_scoring(scorer, read_paysim(path))))
+
+
+if __name__ == "__main__":
+    main()

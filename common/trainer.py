@@ -1,8 +1,11 @@
 """One training loop for every domain: AdamW + OneCycle, AMP on CUDA, clipping, early stopping, resume."""
 from __future__ import annotations
 
+import functools
 import math
+import os
 import random
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,8 +116,11 @@ class Trainer:
     `inputs` picks what the network takes from a batch (default: the whole batch, e.g. a dict).
 
     `validate(model)` returns a dict with `val_loss` and the monitored metric; it runs on the unwrapped
-    model. Under torchrun the model is wrapped in DistributedDataParallel and only rank 0 checkpoints
-    and reports.
+    model. Under torchrun the model is wrapped in DistributedDataParallel (the loader's sampler shards
+    each epoch); the training loss is averaged over the ranks; rank 0 alone validates, on the whole
+    validation set with the unwrapped model (so its metrics are those of a one-process evaluation of
+    the same weights), and hands the metrics to the others, so every rank takes the same best-epoch and
+    early-stopping decisions; rank 0 alone checkpoints (with every rank's generator states) and reports.
     """
 
     def __init__(
@@ -152,11 +158,46 @@ class Trainer:
             torch.save(state, tmp)
 
     def _load_last(self) -> dict[str, Any] | None:
-        path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
-        if path is None or not path.is_file():
-            return None
-        # weights_only: a checkpoint is tensors, numbers and strings only, so a planted pickle cannot run code
-        return torch.load(path, map_location="cpu", weights_only=True)
+        """Rank 0 reads the checkpoint and hands it to the other ranks (other machines need no copy)."""
+        def read() -> dict[str, Any] | None:
+            path = self.checkpoint_dir / "last.pt" if self.checkpoint_dir else None
+            if path is None or not path.is_file():
+                return None
+            # weights_only: a checkpoint is tensors, numbers and strings only, so a planted pickle cannot run code
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+        return distributed.main_only(read)
+
+    def _end_epoch(self, checkpoint: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Rank 0: write `last.pt`, then report the epoch."""
+        self._save("last.pt", checkpoint)
+        if self.on_epoch_end:
+            self.on_epoch_end(checkpoint["epoch"], metrics)
+
+    def _seed_this_rank(self) -> None:
+        """Ranks other than 0 draw their own dropout and augmentation randomness (rank 0 keeps the seed's)."""
+        if distributed.rank() > 0:
+            seed_everything(int(np.random.SeedSequence([self.config.seed, distributed.rank()]).generate_state(1)[0]))
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        per_rank = state.get("rng_ranks")
+        if per_rank is not None and len(per_rank) == distributed.world_size():
+            restore_rng_states(per_rank[distributed.rank()])
+        elif distributed.is_main_process():  # another number of processes: rank 0 continues, the others reseed
+            restore_rng_states(state["rng"])
+
+    def _report_weights(self) -> None:
+        """Every rank must end with the same weights; SUITE_WEIGHTS_DIGEST_DIR keeps each rank's digest."""
+        digest = distributed.state_digest(self.model.state_dict())
+        digests = distributed.gather_objects(digest)
+        if distributed.is_main_process() and len(set(digests)) > 1:
+            warnings.warn(f"the {len(digests)} ranks ended with different weights ({digests})", stacklevel=3)
+        folder = os.environ.get("SUITE_WEIGHTS_DIGEST_DIR")
+        if folder:
+            stage = self.checkpoint_dir.name if self.checkpoint_dir else "model"
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            with open(Path(folder) / f"rank{distributed.rank()}.txt", "a") as fh:
+                fh.write(f"{stage} {digest}\n")
 
     # -- training ------------------------------------------------------------------------------
     def fit(self, train_loader: Iterable, resume: bool = False) -> TrainResult:
@@ -171,6 +212,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         best_state = None
 
+        self._seed_this_rank()
         state = self._load_last() if resume else None
         if state is not None:
             self.model.load_state_dict(state["model"])
@@ -182,10 +224,10 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
             bad_epochs, history, best_state = state["bad_epochs"], state["history"], state["best_model"]
-            restore_rng_states(state["rng"])
-            if history and self.on_epoch_end and distributed.is_main_process():
+            self._restore_rng(state)
+            if history and self.on_epoch_end:
                 # The kill may have come between the checkpoint and the log of that epoch: log it (again).
-                self.on_epoch_end(state["epoch"], history[-1])
+                distributed.main_only(lambda: self.on_epoch_end(state["epoch"], history[-1]))
 
         stopped_early = bad_epochs >= cfg.patience
         for epoch in range(start_epoch, cfg.epochs):
@@ -195,7 +237,8 @@ class Trainer:
                 if hasattr(holder, "set_epoch"):
                     holder.set_epoch(epoch)
             train_loss = self._train_epoch(train_loader, scheduler, epoch)
-            metrics = {"train_loss": train_loss, **self._validate()}
+            distributed.broadcast_buffers(self.model)  # BatchNorm statistics: rank 0's, on every rank
+            metrics = {"train_loss": train_loss, **distributed.main_only(self._validate)}
             if cfg.monitor not in metrics:
                 raise KeyError(f"validate() returned {sorted(metrics)}, not the monitored {cfg.monitor!r}")
             history.append(metrics)
@@ -206,16 +249,17 @@ class Trainer:
             else:
                 bad_epochs += 1
             stopped_early = bad_epochs >= cfg.patience
-            self._save("last.pt", {
+            rng_ranks = distributed.gather_objects(capture_rng_states())
+            checkpoint = {
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "history": history, "best_model": best_state, "rng": capture_rng_states(),
-            })
-            if self.on_epoch_end and distributed.is_main_process():
-                self.on_epoch_end(epoch, metrics)
+                "history": history, "best_model": best_state, "rng": rng_ranks[0], "rng_ranks": rng_ranks,
+            }
+            distributed.main_only(functools.partial(self._end_epoch, checkpoint, metrics))  # a failure stops all
         if best_state is not None:
             self.model.load_state_dict(best_state)
+        self._report_weights()
         return TrainResult(best_epoch, sign * best_score, history, stopped_early)
 
     def _train_epoch(self, loader: Iterable, scheduler: Any, epoch: int) -> float:
@@ -242,6 +286,7 @@ class Trainer:
             total += loss.item()
             count += 1
             bar.set_postfix(loss=f"{total / count:.4f}")
+        total, count = distributed.sum_across_ranks([total, count], self.device)  # every rank's batches
         return total / max(count, 1)
 
     @torch.no_grad()

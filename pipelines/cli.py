@@ -76,25 +76,49 @@ def run(
     experiment: Annotated[str | None, typer.Option(help="MLflow experiment; default: the domain")] = None,
     resume: Annotated[bool, typer.Option(help="continue the experiment's newest unfinished run")] = False,
     resume_run: Annotated[str | None, typer.Option(help="continue this run id (its checkpoints must exist)")] = None,
+    nproc: Annotated[int, typer.Option(help="training processes on this machine (torchrun; one per GPU)")] = 1,
+    nnodes: Annotated[int, typer.Option(help="machines taking part (each runs this command)")] = 1,
+    node_rank: Annotated[int, typer.Option(help="this machine's number, 0 .. nnodes-1 (0 logs to MLflow)")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT of machine 0, where the processes "
+                                                            "meet (needed with --nnodes > 1)")] = None,
 ) -> None:
     """Train, evaluate on a held-out split, log to MLflow and register the model."""
     from common import distributed
     from pipelines.registry import get_domain
-    from pipelines.runner import run_pipeline
+    from pipelines.runner import check_launch, run_pipeline
 
-    try:
+    if nproc != 1 or nnodes != 1 or rdzv_endpoint or node_rank:
+        # The launcher: re-run this command (minus these flags) as nproc ranks under torchrun.
+        check_launch(domain, data, config, set_ or [], nproc, nnodes, node_rank, rdzv_endpoint)
+        args = ["pipelines", "run", domain]
+        for flag, value in (("--data", data and data.absolute()), ("--config", config and config.absolute()),
+                            ("--experiment", experiment), ("--resume-run", resume_run)):
+            if value is not None:
+                args += [flag, str(value)]
+        for override in set_ or []:
+            args += ["--set", override]
+        if resume:
+            args.append("--resume")
+        raise typer.Exit(distributed.launch(args, nproc, nnodes, node_rank, rdzv_endpoint))
+
+    def train_and_report() -> None:
         outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume, resume_run)
+        if outcome is None:  # a torchrun rank other than 0
+            return
+        typer.echo(f"run_id: {outcome.run_id}")
+        for key, value in outcome.test_metrics.items():
+            typer.echo(f"{key}: {value:.4f}")
+        if outcome.model_version:
+            crown = " (new champion)" if outcome.champion else ""
+            typer.echo(f"registered: models:/{get_domain(domain).model_name}/{outcome.model_version}{crown}")
+            typer.echo(f"champion: {outcome.champion_reason}")
+
+    if distributed.is_distributed():  # one rank of a torchrun group: one status, one line, a clean exit
+        distributed.run_as_rank(train_and_report, _redact)
+    try:
+        train_and_report()
     finally:
         distributed.shutdown_distributed()
-    if outcome is None:  # a torchrun rank other than 0
-        return
-    typer.echo(f"run_id: {outcome.run_id}")
-    for key, value in outcome.test_metrics.items():
-        typer.echo(f"{key}: {value:.4f}")
-    if outcome.model_version:
-        crown = " (new champion)" if outcome.champion else ""
-        typer.echo(f"registered: models:/{get_domain(domain).model_name}/{outcome.model_version}{crown}")
-        typer.echo(f"champion: {outcome.champion_reason}")
 
 
 @app.command()
@@ -105,6 +129,8 @@ def score(
     input: Annotated[Path, typer.Option("--input", help="data to score, in the domain's input format")],
     output: Annotated[Path, typer.Option(help="where to write the scores (atomically)")],
     batch_size: Annotated[int, typer.Option(help="rows or patches per forward pass")] = 4096,
+    context: Annotated[Path | None, typer.Option(help="fraud only: earlier transactions (a file or a folder "
+                                                      "of files) feeding histories and graph, not written")] = None,
 ) -> None:
     """Batch-score new data with a logged model."""
     from pipelines.registry import get_domain
@@ -113,10 +139,14 @@ def score(
     if batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
     pipeline = get_domain(domain)
+    if context is not None and pipeline.name != "fraud":
+        raise InputError(None, f"--context is for fraud only (earlier transactions); {pipeline.name} takes none")
     if not input.exists():
         raise InputError(input, "input not found")
+    if context is not None and not context.exists():
+        raise InputError(context, "context not found")
     python_model = load_python_model(model)
-    typer.echo(pipeline.score(python_model, input, output, batch_size))
+    typer.echo(pipeline.score(python_model, input, output, batch_size, context=context))
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Reference metrics (KITTI devkit, LUNA16) of files on disk.")

@@ -175,10 +175,15 @@ def collate_camera(items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
 
 
 def _loader(dataset: Dataset, cfg: TrainConfig, collate, shuffle: bool) -> DataLoader:
-    sampler = DistributedSampler(dataset, shuffle=shuffle, seed=cfg.seed) if distributed.is_distributed() else None
+    """A training loader (`shuffle`) is sharded under torchrun, 1/N of every epoch per rank (the Trainer
+    calls `set_epoch`); an evaluation loader always covers the whole set (rank 0 validates alone)."""
+    sampler = None
+    if shuffle and distributed.is_distributed():
+        sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
+    per_rank = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
                       collate_fn=collate, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
-                      drop_last=shuffle and len(dataset) > cfg.batch_size)
+                      drop_last=shuffle and per_rank > cfg.batch_size)
 
 
 def _mean_loss(model: torch.nn.Module, loader: DataLoader, loss_of: Callable[[torch.nn.Module, dict], torch.Tensor]
@@ -196,7 +201,8 @@ def train_camera(cfg: DrivingConfig, train: list[DrivingFrame], val: list[Drivin
                  resume: bool, on_epoch_end: Callable[[int, dict[str, float]], None]) -> CameraDetector:
     """Fit the YOLOX camera detector on the 2D car boxes; its metrics are logged with a `camera_` prefix."""
     camera = CameraDetector(cfg.camera)
-    loader = _loader(CameraDataset(train, cfg.camera, cfg.camera_augment.flip_p, cfg.camera_train.seed),
+    flip_seed = cfg.camera_train.seed + distributed.rank()  # each torchrun rank flips with its own stream
+    loader = _loader(CameraDataset(train, cfg.camera, cfg.camera_augment.flip_p, flip_seed),
                      cfg.camera_train, collate_camera, shuffle=True)
     val_set = CameraDataset(val, cfg.camera, 0.0, 0)
     val_loader = _loader(val_set, cfg.camera_train, collate_camera, shuffle=False)
@@ -245,12 +251,14 @@ class DrivingPipeline:
         camera = None
         if cfg.model.fusion == "painting":
             camera = train_camera(cfg, train, val, workdir, resume, on_epoch_end)
-            train, val = paint_frames(camera, train), paint_frames(camera, val)
+            # Every rank paints the whole training set (its shard changes every epoch); rank 0 alone validates.
+            train = paint_frames(camera, train)
+            val = paint_frames(camera, val) if distributed.is_main_process() else val
 
         grid, head = cfg.grid, cfg.head
         pillarizer = Pillarizer(grid)
         collate = PillarCollate(pillarizer, CenterTargets(grid, head))
-        augment = scene_augmentations(cfg.augment, cfg.train.seed, train)
+        augment = scene_augmentations(cfg.augment, cfg.train.seed + distributed.rank(), train)  # a stream per rank
         loader = _loader(LidarDetectionDataset(train, augment), cfg.train, collate, shuffle=True)
         val_loader = _loader(LidarDetectionDataset(val), cfg.train, collate, shuffle=False)
         network = PointPillarsNet(cfg.model, grid)
@@ -266,6 +274,8 @@ class DrivingPipeline:
 
         trainer = Trainer(network, cfg.train, loss_fn, validate, workdir / "lidar", on_epoch_end)
         result = trainer.fit(loader, resume=resume)
+        if not distributed.is_main_process():  # torchrun: rank 0 alone evaluates, saves and logs the model
+            return None
         network = trainer.model.cpu()
 
         scorer = DrivingScorer(network, camera, cfg.model, grid, head)
@@ -287,7 +297,8 @@ class DrivingPipeline:
                             "cars_test": sum(len(f.target_objects) for f in test), "best_epoch": result.best_epoch + 1},
         )
 
-    def score(self, python_model: DrivingPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+    def score(self, python_model: DrivingPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
+              context: Path | None = None) -> str:
         if not isinstance(python_model, DrivingPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a driving model")
         return python_model.score_file(input_path, output_path, batch_size)

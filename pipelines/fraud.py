@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -20,7 +21,7 @@ from apps.fraud.features import (
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
-from apps.fraud.scorer import FraudPyfuncModel, FraudScorer, make_batches, predict_rows
+from apps.fraud.scorer import CONTEXT_ROWS_PARAM, FraudPyfuncModel, FraudScorer, make_batches, predict_rows
 from common import distributed
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
@@ -76,6 +77,16 @@ def find_transactions_file(data: Path) -> Path:
     return found[0]
 
 
+def model_input_example(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The logged model's input example: five PaySim rows (no labels) and the `context_rows` param (default 0).
+
+    The param gives the model's signature a params schema, so `predict(df, params={"context_rows": N})`
+    (or `"params": {"context_rows": N}` in a REST request) marks the first N rows as history-only context.
+    """
+    example = raw.drop(columns=[c for c in ("isFraud", "isFlaggedFraud") if c in raw.columns]).head(5)
+    return example[[c for c in PAYSIM_COLUMNS if c in example.columns]], {CONTEXT_ROWS_PARAM: 0}
+
+
 class FraudPipeline:
     name = "fraud"
     model_name = "fraud-lstm-gat"
@@ -124,6 +135,8 @@ class FraudPipeline:
 
         trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end)
         result = trainer.fit(train_loader, resume=resume)
+        if not distributed.is_main_process():  # torchrun: rank 0 alone evaluates, saves and logs the model
+            return None
         network = trainer.model.cpu()
 
         val_probs = predict_rows(network, batches, val_rows, eval_batch)
@@ -134,11 +147,9 @@ class FraudPipeline:
         test_metrics["threshold"] = threshold
 
         bundle = FraudScorer(network, cfg.features, standardizer, threshold).save(workdir / "bundle")
-        example = raw.drop(columns=[c for c in ("isFraud", "isFlaggedFraud") if c in raw.columns]).head(5)
-        example = example[[c for c in PAYSIM_COLUMNS if c in example.columns]]
         return TrainedModel(
             test_metrics=test_metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
-            input_example=example,
+            input_example=model_input_example(raw),
             figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},
             history=result.history, curves=roc_pr_curves(y_test, test_probs),
@@ -146,10 +157,12 @@ class FraudPipeline:
                             "fraud_rate_train": float(labels[train_rows].mean()), "best_epoch": result.best_epoch + 1},
         )
 
-    def score(self, python_model: FraudPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+    def score(self, python_model: FraudPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
+              context: Path | None = None) -> str:
+        """`context`: a PaySim file or a folder of them, earlier transactions that feed histories only."""
         if not isinstance(python_model, FraudPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a fraud model")
-        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size)
+        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size, context)
 
 
 DOMAIN = FraudPipeline()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 import apps.medical as medical_app
 from apps.medical import synthetic
@@ -17,6 +17,7 @@ from apps.medical.dataset import (
     Luna16Dataset,
     PatchCache,
     PatchDataset,
+    WeightedShardSampler,
     dequantize,
     drop_candidates_without_volume,
     load_candidate_patches,
@@ -131,20 +132,27 @@ class MedicalPipeline:
         val_c, test_c = folder.candidates[by_uid.isin(val_uids)], folder.candidates[by_uid.isin(test_uids)]
 
         cache = PatchCache(tracking.repo_root() / "data" / "cache" / "medical", folder.volumes, cfg.patch)
-        train_p = load_candidate_patches(cache, train_c, "train patches")
-        val_p = dequantize(load_candidate_patches(cache, val_c, "val patches"))
-        test_p = dequantize(load_candidate_patches(cache, test_c, "test patches"))
+        # Under torchrun rank 0 fills the patch cache first, the others then read it; validation and test
+        # run on rank 0 alone, so only it needs those patches.
+        main = distributed.is_main_process()
+        train_p = distributed.main_first(lambda: load_candidate_patches(cache, train_c, "train patches"))
+        empty = np.zeros((0, 1, *(cfg.patch.size_vox,) * 3), np.float32)
+        val_p = dequantize(load_candidate_patches(cache, val_c, "val patches")) if main else empty
+        test_p = dequantize(load_candidate_patches(cache, test_c, "test patches")) if main else empty
         y_train, y_val, y_test = (c["class"].to_numpy() for c in (train_c, val_c, test_c))
 
-        dataset = PatchDataset(train_p, y_train, train_augmentations(cfg.train.seed, cfg.augment))
+        # Each rank augments with its own random stream (rank 0 with the configured seed).
+        dataset = PatchDataset(train_p, y_train, train_augmentations(cfg.train.seed + distributed.rank(), cfg.augment))
         sampler = None
-        if distributed.is_distributed():
-            sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed)
-        elif cfg.data.balanced_sampling:
+        if cfg.data.balanced_sampling:  # one weighted draw per epoch, seeded by (seed, epoch), 1/N of it per rank
             weights = np.where(y_train == 1, 1.0 / max(y_train.sum(), 1), 1.0 / max((1 - y_train).sum(), 1))
-            sampler = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(y_train), replacement=True)
+            sampler = WeightedShardSampler(weights, len(y_train), seed=cfg.train.seed, rank=distributed.rank(),
+                                           world_size=distributed.world_size())
+        elif distributed.is_distributed():
+            sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.train.seed)
+        per_rank = len(sampler) if sampler is not None else len(dataset)
         loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
-                            num_workers=cfg.train.num_workers, drop_last=len(dataset) > cfg.train.batch_size,
+                            num_workers=cfg.train.num_workers, drop_last=per_rank > cfg.train.batch_size,
                             persistent_workers=cfg.train.num_workers > 0, pin_memory=torch.cuda.is_available())
         network = build_medical_model(cfg.model)
         criterion = build_classification_loss(cfg.train.loss, y_train, 2, cfg.train.focal_gamma)
@@ -161,6 +169,8 @@ class MedicalPipeline:
 
         trainer = Trainer(network, cfg.train, loss_fn, validate, workdir, on_epoch_end, inputs=lambda b: b["image"])
         result = trainer.fit(loader, resume=resume)
+        if not main:  # torchrun: rank 0 alone evaluates, saves and logs the model
+            return None
         network = trainer.model.cpu()
 
         threshold = best_f1_threshold(y_val, predict_patches(network, val_p, cfg.train.batch_size))
@@ -186,7 +196,8 @@ class MedicalPipeline:
                             "best_epoch": result.best_epoch + 1},
         )
 
-    def score(self, python_model: MedicalPyfuncModel, input_path: Path, output_path: Path, batch_size: int) -> str:
+    def score(self, python_model: MedicalPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
+              context: Path | None = None) -> str:
         if not isinstance(python_model, MedicalPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a medical model")
         return python_model.score_file(input_path, output_path, batch_size)

@@ -101,6 +101,30 @@ def split_description(domain: Domain, cfg) -> str:
     return f"{rule} ({settings})" if settings else rule
 
 
+def check_launch(domain: str, data: Path | None, config: Path | None, overrides: list[str], nproc: int,
+                 nnodes: int, node_rank: int, rdzv_endpoint: str | None) -> None:
+    """Before torchrun starts any process: the flags, the domain, its config and the data path (one line, exit 2)."""
+    from pipelines.registry import get_domain
+
+    if distributed.is_distributed():
+        raise InputError(None, "--nproc/--nnodes: this command already runs under torchrun "
+                               f"(WORLD_SIZE={os.environ.get('WORLD_SIZE')}); drop those flags")
+    if nproc < 1 or nnodes < 1:
+        raise InputError(None, f"--nproc and --nnodes must be at least 1, got {nproc} and {nnodes}")
+    if not 0 <= node_rank < nnodes:
+        raise InputError(None, f"--node-rank must lie in 0 .. {nnodes - 1} (--nnodes {nnodes}), got {node_rank}")
+    if nnodes > 1 and not rdzv_endpoint:
+        raise InputError(None, "--nnodes > 1 needs --rdzv-endpoint HOST:PORT (machine 0's address and a free port)")
+    if rdzv_endpoint is not None:
+        host, _, port = rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InputError(None, f"--rdzv-endpoint must be HOST:PORT, got {rdzv_endpoint!r}")
+    pipeline = get_domain(domain)
+    load_config(pipeline.config_cls, config or CONFIG_DIR / f"{pipeline.name}.yaml", overrides)
+    if data is not None and not Path(data).exists():
+        raise InputError(data, "data path not found")
+
+
 def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],
                  experiment: str | None, resume: bool, resume_run: str | None = None) -> RunOutcome | None:
     """Train and evaluate `domain`, log everything to MLflow, register the model, maybe crown it.
@@ -112,26 +136,21 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
     cfg = load_config(domain.config_cls, config or CONFIG_DIR / f"{domain.name}.yaml", overrides)
     distributed.init_distributed()  # no-op unless started by torchrun
     main = distributed.is_main_process()
-    if main:  # before any data is made or any epoch runs: a job that cannot log should stop now
-        tracking.check_tracking_server(tracking.configure_tracking())
-    if data is None:
-        if main:
-            default_data(domain)
-        distributed.barrier()
-        data = default_data(domain)
-    elif not Path(data).exists():
-        raise InputError(data, "data path not found")
-    data = Path(data)
     experiment = experiment or domain.name
     root = checkpoint_root(experiment)
     flat_config = {k: str(v) for k, v in flatten_config(cfg).items()}
     with contextlib.ExitStack() as stack:
-        run = None
-        if main:
-            fingerprint = data_fingerprint(data)
+        def open_run() -> tuple[str, bool, str, dict[str, str]]:
+            """Rank 0 alone talks to MLflow; under torchrun a failure here reaches every rank (no hang)."""
+            # before any data is made or any epoch runs: a job that cannot log should stop now
+            tracking.check_tracking_server(tracking.configure_tracking())
+            path = default_data(domain) if data is None else Path(data)
+            if not path.exists():
+                raise InputError(path, "data path not found")
+            fingerprint = data_fingerprint(path)
             resume_id = find_resumable(root, resume_run) if resume or resume_run else None
             if resume_id is not None:
-                check_resume_matches(root / resume_id, flat_config, fingerprint, data)
+                check_resume_matches(root / resume_id, flat_config, fingerprint, path)
                 print(f"resuming run {resume_id} of experiment {experiment!r}")
             elif resume:
                 print(f"nothing to resume for experiment {experiment!r}; starting a new run")
@@ -143,14 +162,23 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
             run = stack.enter_context(mlflow.start_run(run_id=resume_id,
                                                        experiment_id=None if resume_id else experiment_id))
             if resume_id is None:
-                write_manifest(root / run.info.run_id, flat_config, fingerprint, data)
-                tracking.log_params({**flat_config, "data.path": str(data)})
+                write_manifest(root / run.info.run_id, flat_config, fingerprint, path)
+                tracking.log_params({**flat_config, "data.path": str(path)})
                 mlflow.set_tags(identity)
-        run_id, resumed = distributed.broadcast_object((run.info.run_id, resume_id is not None) if main else None)
+                if distributed.world_size() > 1:
+                    mlflow.set_tag("suite.world_size", str(distributed.world_size()))
+            return run.info.run_id, resume_id is not None, str(path), identity
+
+        # The run id names the checkpoint folder on every rank; rank 0's data path is every rank's.
+        run_id, resumed, data_path, identity = distributed.main_only(open_run)
+        data = Path(data_path)
+        if not data.exists():
+            raise InputError(data, f"data path not found on the machine of rank {distributed.rank()} (every "
+                                   "machine needs the data at the same path)")
         workdir = root / run_id
         log_epoch = (lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)) if main else None
         trained = domain.fit(cfg, data, workdir, resumed, log_epoch or (lambda epoch, metrics: None))
-        if not main:  # other torchrun ranks trained in step with rank 0, which alone logs and registers
+        if not main or trained is None:  # other torchrun ranks trained in step with rank 0, which alone logs
             return None
         test_metrics = {f"test_{k}": v for k, v in trained.test_metrics.items()}
         tracking.log_metrics(test_metrics)
@@ -179,14 +207,41 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
 
 
 def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
-    """Load a logged model by URI (models:/NAME@alias, models:/NAME/N, runs:/ID/model or a folder)."""
+    """Load a logged model by URI (models:/NAME@alias, models:/NAME/N, runs:/ID/model or a folder).
+
+    Only what is about the URI becomes an InputError (exit 2): a URI that resolves to nothing (no such
+    model, version, alias, run or folder), artifacts that cannot be fetched, a folder that is not an
+    MLflow pyfunc model. Anything raised while the model itself loads (its `load_context`) propagates
+    unchanged: an InputError of its own stays one, a bug shows as a bug (exit 1, traceback with
+    SUITE_DEBUG=1). With SUITE_DEBUG=1 the MLflow error behind a bad-URI line is printed too.
+    """
+    import sys
+    import traceback
+
+    from mlflow.exceptions import MlflowException
+
     tracking.check_tracking_server(tracking.configure_tracking())
     if not uri.startswith(("models:/", "runs:/", "file:", "/", ".")) and not Path(uri).exists():
         raise InputError(uri, "model URI not understood (use models:/NAME@champion, models:/NAME/VERSION, "
                               "runs:/ID/model or a local model folder)")
-    try:
-        loaded = mlflow.pyfunc.load_model(uri)
-    except Exception as exc:  # MLflow raises many kinds for a bad URI; the user needs one line
+
+    def refuse(exc: BaseException, what: str) -> InputError:
+        if os.environ.get("SUITE_DEBUG"):
+            traceback.print_exception(exc, file=sys.stderr)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(tracking.redact(uri), f"cannot load model ({tracking.redact(reason)[:200]})") from None
+        return InputError(tracking.redact(uri), f"{what} ({tracking.redact(reason)[:200]})")
+
+    try:  # resolve the URI and fetch the model's files: no model code runs here
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except (MlflowException, OSError, ValueError) as exc:  # OSError covers requests' connection errors
+        raise refuse(exc, "cannot load model") from None
+    if not (local / "MLmodel").is_file():
+        raise InputError(tracking.redact(uri), "cannot load model (no MLmodel file: not an MLflow model folder)")
+    try:
+        loaded = mlflow.pyfunc.load_model(str(local))
+    except MlflowException as exc:  # a malformed MLmodel, no python_function flavour
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, MlflowException):
+            raise cause from None  # MLflow wraps what the model's own code raised on import: not about the URI
+        raise refuse(exc, "cannot load model") from None
     return loaded.unwrap_python_model()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -22,12 +22,17 @@ from apps.fraud.features import (
     time_order,
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
-from apps.fraud.reader import read_paysim, validate_paysim_frame
+from apps.fraud.reader import LABEL_COLUMNS, PAYSIM_COLUMNS, read_paysim, validate_paysim_frame
 from common.errors import InputError
 from common.io import atomic_path
 from common.model_bundle import load_bundle, save_bundle
 
 SCORE_COLUMN = "fraud_probability"
+# pyfunc param: the first `context_rows` rows of the model input are earlier transactions (history only).
+CONTEXT_ROWS_PARAM = "context_rows"
+# What the features read; context rows keep only these, so extra or label columns never get in the way.
+FEATURE_COLUMNS = tuple(c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS)
+CONTEXT_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 
 
 def make_batches(tables: TransactionTables, df_in_time_order: pd.DataFrame, standardizer: Standardizer,
@@ -58,6 +63,56 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
     return out
 
 
+@dataclass
+class FraudScores:
+    """What `FraudScorer.score` hands back."""
+
+    probabilities: np.ndarray       # one per input row, in input order
+    context_rows: int               # rows that fed history and graph only
+    senders: int                    # distinct nameOrig among the input rows
+    senders_without_history: int    # of those, accounts with no earlier transaction (as sender or receiver)
+
+
+def check_context_is_past(context_step: np.ndarray, input_step: np.ndarray, source: str | Path | None) -> None:
+    """Refuse context rows later than the earliest input row: they would be the input's future."""
+    if len(context_step) == 0 or len(input_step) == 0:
+        return
+    first = int(np.min(input_step))
+    later = int(np.count_nonzero(context_step > first))
+    if later:
+        raise InputError(source, f"{later:,} context row(s) are later than the input's first step {first} "
+                                 f"(latest context step {int(np.max(context_step))}); context must hold only "
+                                 "earlier transactions (the same step is allowed)")
+
+
+def context_files(path: Path) -> list[Path]:
+    """`--context` may be one file or a folder of files (read in name order; hidden and _ files skipped)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "context not found")
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith((".", "_"))
+                   and p.name.lower().endswith(CONTEXT_SUFFIXES))
+    if not found:
+        raise InputError(path, f"the context folder holds no PaySim file ({', '.join(CONTEXT_SUFFIXES)})")
+    return found
+
+
+def read_context(path: Path, input_step: np.ndarray | None = None) -> pd.DataFrame:
+    """Every context file's PaySim columns (labels and extra columns dropped), concatenated in name order.
+
+    With `input_step`, a file holding rows later than the input's first step is refused by name.
+    """
+    frames = []
+    for file in context_files(path):
+        frame = read_paysim(file, require_labels=False)
+        if input_step is not None:
+            check_context_is_past(frame["step"].to_numpy(), input_step, file)
+        frames.append(frame.loc[:, FEATURE_COLUMNS])
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
 class FraudScorer:
     """A trained fraud model with its frozen feature settings, standardiser and decision threshold."""
 
@@ -66,16 +121,38 @@ class FraudScorer:
         self.network, self.feature_cfg = network.eval(), feature_cfg
         self.standardizer, self.threshold = standardizer, threshold
 
-    def predict_proba(self, df: pd.DataFrame, batch_size: int = 4096, progress: bool = False) -> np.ndarray:
-        """Probabilities in `df`'s row order; each uses only rows at or before it in time."""
-        order = time_order(df)
-        ordered = df.iloc[order].reset_index(drop=True)
+    def predict_proba(self, df: pd.DataFrame, batch_size: int = 4096, progress: bool = False,
+                      context: pd.DataFrame | None = None) -> np.ndarray:
+        """Probabilities in `df`'s row order; each uses only rows at or before it in time.
+
+        `context`: earlier transactions (no step later than `df`'s first) that feed the histories and
+        the graph and are not scored; the result equals scoring `context` + `df` as one file and
+        keeping `df`'s rows.
+        """
+        return self.score(df, context, batch_size, progress).probabilities
+
+    def score(self, df: pd.DataFrame, context: pd.DataFrame | None = None, batch_size: int = 4096,
+              progress: bool = False, context_source: str | Path | None = "context") -> FraudScores:
+        """Probabilities of `df`'s rows (in its order) with `context` rows before them, and history counts."""
+        n_context = 0 if context is None else len(context)
+        if n_context:
+            check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), context_source)
+            combined = pd.concat([context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
+        else:
+            combined = df
+        # Context rows first, then input rows, stably sorted by step: exactly "PAST + NEW as one file".
+        order = time_order(combined)
+        ordered = combined.iloc[order].reset_index(drop=True)
         tables = build_tables(ordered, self.feature_cfg)
         batches = make_batches(tables, ordered, self.standardizer, self.feature_cfg, self.network.cfg)
-        probs = predict_rows(self.network, batches, np.arange(len(ordered)), batch_size, progress)
+        rows = np.flatnonzero(order >= n_context)  # the input rows, in time order; context rows are not scored
+        probs = predict_rows(self.network, batches, rows, batch_size, progress)
         out = np.empty(len(df), np.float64)
-        out[order] = probs
-        return out
+        out[order[rows] - n_context] = probs
+        # An account's first event anywhere (either role) has no history: count the senders of such rows.
+        senders = tables.orig[rows]
+        no_history = senders[tables.history_len[rows, 0] == 0]
+        return FraudScores(out, n_context, int(len(np.unique(senders))), int(len(np.unique(no_history))))
 
     def save(self, folder: str | Path) -> Path:
         spec = {
@@ -104,21 +181,54 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
         self.scorer = FraudScorer.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """`fraud_probability` per row; with `params={"context_rows": N}` the first N rows are earlier
+        transactions that feed histories and the graph only and get no output row."""
         frame = validate_paysim_frame(pd.DataFrame(model_input), "model input", require_labels=False)
-        return pd.DataFrame({SCORE_COLUMN: self.scorer.predict_proba(frame)})
+        n_context = (params or {}).get(CONTEXT_ROWS_PARAM) or 0
+        if isinstance(n_context, float) and n_context.is_integer():
+            n_context = int(n_context)
+        if not isinstance(n_context, (int, np.integer)) or isinstance(n_context, bool) or \
+                not 0 <= n_context < len(frame):
+            raise InputError("model input", f"param {CONTEXT_ROWS_PARAM!r} must be a whole number from 0 to "
+                                            f"{len(frame) - 1} (rows before the ones to score), got {n_context!r}")
+        n_context = int(n_context)
+        context_part = frame.iloc[:n_context] if n_context else None
+        result = self.scorer.score(frame.iloc[n_context:].reset_index(drop=True), context_part,
+                                   context_source=f"model input (the first {n_context} rows, {CONTEXT_ROWS_PARAM})")
+        return pd.DataFrame({SCORE_COLUMN: result.probabilities})
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int) -> str:
-        """Every input column plus `fraud_probability`, same row order, written atomically."""
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int,
+                   context_path: Path | None = None) -> str:
+        """Every input column plus `fraud_probability`, same row order, written atomically.
+
+        `context_path`: a PaySim file or folder of earlier transactions feeding histories and graph only.
+        """
         started = time.perf_counter()
         df = read_paysim(input_path, require_labels=False)
         if SCORE_COLUMN in df.columns:
             raise InputError(input_path, f"already has a {SCORE_COLUMN!r} column")
-        df[SCORE_COLUMN] = self.scorer.predict_proba(df, batch_size=batch_size, progress=True)
+        context = None
+        if context_path is not None:
+            if Path(context_path).resolve() == Path(input_path).resolve():
+                raise InputError(context_path, "is the --input file itself; --context takes earlier transactions")
+            context = read_context(context_path, df["step"].to_numpy())
+        result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path)
+        df[SCORE_COLUMN] = result.probabilities
         write_scores(df, output_path)
         seconds = time.perf_counter() - started
         flagged = int((df[SCORE_COLUMN] >= self.scorer.threshold).sum())
+        if context is None:
+            history = (f"{result.senders_without_history:,} of {result.senders:,} sending accounts (nameOrig) have "
+                       "no earlier transaction in the input")
+            if result.senders_without_history:
+                history += " (--context PAST gives them their history)"
+        else:
+            history = (f"with {result.context_rows:,} context rows from {context_path}, "
+                       f"{result.senders_without_history:,} of {result.senders:,} sending accounts (nameOrig) have "
+                       "no earlier transaction")
         return (f"scored {len(df):,} transactions in {seconds:.1f} s ({len(df) / max(seconds, 1e-9):,.0f} rows/s); "
-                f"{flagged:,} at or above the validation threshold {self.scorer.threshold:.3f}; wrote {output_path}")
+                f"{flagged:,} at or above the validation threshold {self.scorer.threshold:.3f}; {history}; "
+                f"wrote {output_path}")
 
 
 def write_scores(df: pd.DataFrame, output_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from tqdm.auto import tqdm
 
 from apps.medical.patches import PatchConfig, extract_patches
@@ -136,3 +136,37 @@ class PatchDataset(Dataset):
         if self.transform is not None:
             image = torch.as_tensor(self.transform(image)).float()
         return {"image": image, "label": torch.tensor(self.labels[i])}
+
+
+class WeightedShardSampler(Sampler[int]):
+    """Balanced sampling (a weighted draw with replacement) that also shards under torchrun.
+
+    Each epoch draws `num_samples` indices (rounded up to a multiple of `world_size`) from a generator
+    seeded by (seed, epoch), the same draw on every rank; rank r keeps every world_size-th, so the ranks
+    share one weighted draw between them, 1/N each. The draw depends only on (seed, epoch), so a resumed
+    run sees the same epochs; call `set_epoch` (the Trainer does) for a new draw every epoch.
+    """
+
+    def __init__(self, weights: np.ndarray | torch.Tensor, num_samples: int | None = None, seed: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        self.weights = torch.as_tensor(np.asarray(weights, np.float64))
+        if self.weights.ndim != 1 or len(self.weights) == 0 or not bool((self.weights >= 0).all()) \
+                or float(self.weights.sum()) <= 0:
+            raise ValueError("weights must be a non-empty 1-D array of non-negative numbers, not all zero")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0 .. {world_size - 1}")
+        total = len(self.weights) if num_samples is None else num_samples
+        self.per_rank = -(-total // world_size)  # ceil: every rank takes as many steps as the others
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0] >> 1)
+        generator = torch.Generator().manual_seed(seed)
+        draw = torch.multinomial(self.weights, self.per_rank * self.world_size, replacement=True, generator=generator)
+        return iter(draw[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
