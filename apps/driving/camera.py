@@ -7,12 +7,15 @@ LiDAR point is painted with the value at the pixel it projects to.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mmcv
 import numpy as np
 import torch
+from mmdet.models.dense_heads import yolox_head
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
@@ -109,6 +112,18 @@ def data_samples(images: list[np.ndarray], boxes: list[np.ndarray] | None, padde
     return samples
 
 
+@contextlib.contextmanager
+def _loss_on_this_rank_only() -> Iterator[None]:
+    """mmdet's YOLOX loss averages its positive count over the process group (`reduce_mean`, an
+    all_reduce); when rank 0 validates alone, the other ranks never join it, so it must stay local."""
+    shared = yolox_head.reduce_mean
+    yolox_head.reduce_mean = lambda tensor: tensor
+    try:
+        yield
+    finally:
+        yolox_head.reduce_mean = shared
+
+
 class CameraDetector(nn.Module):
     """YOLOX from mmdet; `forward(batch)` returns the training loss so the shared Trainer can drive it."""
 
@@ -125,7 +140,10 @@ class CameraDetector(nn.Module):
         samples = data_samples(batch["images_np"], batch["boxes"], tuple(batch["images"].shape[-2:]))
         for sample in samples:
             sample.gt_instances = sample.gt_instances.to(batch["images"].device)
-        losses = self.detector.loss(batch["images"], samples)
+        # A loss without gradients is an evaluation loss, computed by one rank alone under torchrun.
+        local = _loss_on_this_rank_only() if not torch.is_grad_enabled() else contextlib.nullcontext()
+        with local:
+            losses = self.detector.loss(batch["images"], samples)
         total, _ = self.detector.parse_losses(losses)
         return total
 
