@@ -131,10 +131,23 @@ def score(
     batch_size: Annotated[int, typer.Option(help="rows or patches per forward pass")] = 4096,
     context: Annotated[Path | None, typer.Option(help="fraud only: earlier transactions (a file or a folder "
                                                       "of files) feeding histories and graph, not written")] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or spark (tasks on a Spark cluster)")] = "local",
+    spark_master: Annotated[str | None, typer.Option(help="with --engine spark: local[N] or spark://HOST:PORT; "
+                                                          "default local[*] (or spark-submit's)")] = None,
+    partitions: Annotated[int | None, typer.Option(help="with --engine spark: how many parts to spread "
+                                                        "(default: Spark's parallelism)")] = None,
 ) -> None:
     """Batch-score new data with a logged model."""
+    from common.scoring_engines import SparkEngine, SparkSettings, is_local_master
     from pipelines.registry import get_domain
     from pipelines.runner import load_python_model
+
+    if engine not in ("local", "spark"):
+        raise InputError(None, f"--engine must be local or spark, got {engine!r}")
+    if engine == "local" and (spark_master is not None or partitions is not None):
+        raise InputError(None, "--spark-master and --partitions need --engine spark")
+    settings = SparkSettings(spark_master, partitions)
+    settings.validate()
 
     if batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
@@ -145,8 +158,13 @@ def score(
         raise InputError(input, "input not found")
     if context is not None and not context.exists():
         raise InputError(context, "context not found")
-    python_model = load_python_model(model)
-    typer.echo(pipeline.score(python_model, input, output, batch_size, context=context))
+    fetched: list[Path] = []
+    python_model = load_python_model(model, fetched)
+    runner = None
+    if engine == "spark":  # executors on this machine load the fetched copy; a cluster's fetch the URI themselves
+        runner = SparkEngine(str(fetched[0]) if is_local_master(spark_master) else model, settings,
+                             app_name=f"suite-score-{pipeline.name}")
+    typer.echo(pipeline.score(python_model, input, output, batch_size, context=context, engine=runner))
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Reference metrics (KITTI devkit, LUNA16) of files on disk.")

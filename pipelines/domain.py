@@ -38,8 +38,10 @@ class Domain(Protocol):
         """Train on `data`, evaluate on its held-out split, and return the model and test metrics."""
 
     def score(self, python_model: mlflow.pyfunc.PythonModel, input_path: Path, output_path: Path,
-              batch_size: int, context: Path | None = None) -> str:
+              batch_size: int, context: Path | None = None, engine=None) -> str:
         """Score `input_path` into `output_path` (atomically); return a one-line summary.
+
+        `engine` (common.scoring_engines): None scores here; a SparkEngine spreads the parts over Spark.
 
         `context` (fraud only; other domains refuse it): earlier data that informs the scores, not written.
         """

@@ -298,10 +298,10 @@ class DrivingPipeline:
         )
 
     def score(self, python_model: DrivingPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
-              context: Path | None = None) -> str:
+              context: Path | None = None, engine=None) -> str:
         if not isinstance(python_model, DrivingPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a driving model")
-        return python_model.score_file(input_path, output_path, batch_size)
+        return python_model.score_file(input_path, output_path, batch_size, engine)
 
 
 DOMAIN = DrivingPipeline()

@@ -158,11 +158,12 @@ class FraudPipeline:
         )
 
     def score(self, python_model: FraudPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
-              context: Path | None = None) -> str:
+              context: Path | None = None, engine=None) -> str:
         """`context`: a PaySim file or a folder of them, earlier transactions that feed histories only."""
         if not isinstance(python_model, FraudPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a fraud model")
-        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size, context)
+        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size, context,
+                                        engine)
 
 
 DOMAIN = FraudPipeline()

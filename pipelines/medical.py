@@ -197,10 +197,10 @@ class MedicalPipeline:
         )
 
     def score(self, python_model: MedicalPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
-              context: Path | None = None) -> str:
+              context: Path | None = None, engine=None) -> str:
         if not isinstance(python_model, MedicalPyfuncModel):
             raise InputError(None, f"the model is a {type(python_model).__name__}, not a medical model")
-        return python_model.score_file(input_path, output_path, batch_size)
+        return python_model.score_file(input_path, output_path, batch_size, engine)
 
 
 DOMAIN = MedicalPipeline()

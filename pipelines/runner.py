@@ -206,7 +206,7 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
                       decision.reason)
 
 
-def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
+def load_python_model(uri: str, folder: list[Path] | None = None) -> mlflow.pyfunc.PythonModel:
     """Load a logged model by URI (models:/NAME@alias, models:/NAME/N, runs:/ID/model or a folder).
 
     Only what is about the URI becomes an InputError (exit 2): a URI that resolves to nothing (no such
@@ -214,6 +214,8 @@ def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
     MLflow pyfunc model. Anything raised while the model itself loads (its `load_context`) propagates
     unchanged: an InputError of its own stays one, a bug shows as a bug (exit 1, traceback with
     SUITE_DEBUG=1). With SUITE_DEBUG=1 the MLflow error behind a bad-URI line is printed too.
+    `folder`, when given, receives the local folder the model was fetched to (Spark executors on this
+    machine load it from there instead of fetching it again).
     """
     import sys
     import traceback
@@ -237,6 +239,8 @@ def load_python_model(uri: str) -> mlflow.pyfunc.PythonModel:
         raise refuse(exc, "cannot load model") from None
     if not (local / "MLmodel").is_file():
         raise InputError(tracking.redact(uri), "cannot load model (no MLmodel file: not an MLflow model folder)")
+    if folder is not None:
+        folder.append(local)
     try:
         loaded = mlflow.pyfunc.load_model(str(local))
     except MlflowException as exc:  # a malformed MLmodel, no python_function flavour

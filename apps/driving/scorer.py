@@ -4,7 +4,7 @@ MLflow pyfunc wrapper.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -121,24 +121,48 @@ class DrivingScorer:
             frames = paint_frames(self.camera, frames, batch_size)
         return detect_frames(self.net, self.pillarizer, self.head, frames, batch_size)
 
-    def score_folder(self, root: Path, output: Path, batch_size: int = FRAMES_PER_PASS) -> tuple[Path, int]:
+    def score_folder(self, root: Path, output: Path, batch_size: int = FRAMES_PER_PASS,
+                     engine=None) -> tuple[Path, int]:
         """Detect on every frame of a KITTI folder (training/ or testing/), one result file per frame.
 
         Returns the split folder scored and the number of frames. At most `FRAMES_PER_PASS` frames go
         through the networks at once and `FRAMES_PER_READ` are held in memory, whatever `batch_size` says.
+        `engine` (common.scoring_engines): where the chunks of frames are scored; default: here.
         """
+        from common.scoring_engines import LocalEngine
+
         split_dir = _scoring_split(root)
         _refuse_overlap(split_dir, Path(output))
         frame_ids = find_frames(split_dir, labels=False)
         per_pass = max(1, min(batch_size, FRAMES_PER_PASS))
+        chunks = [FrameChunk(split_dir, tuple(frame_ids[start:start + FRAMES_PER_READ]), per_pass)
+                  for start in range(0, len(frame_ids), FRAMES_PER_READ)]
+        detected = (engine or LocalEngine(self)).map(chunks, score_chunk, "scoring frames")
         with atomic_dir(output) as tmp:
-            for start in tqdm(range(0, len(frame_ids), FRAMES_PER_READ), desc="scoring frames", unit="chunk",
-                              disable=None):
-                frames = read_driving_frames(split_dir, frame_ids[start:start + FRAMES_PER_READ], "reading",
-                                             labels=False)
-                for frame_id, objects in self.detect(frames, per_pass).items():
+            for chunk_detections in detected:
+                for frame_id, objects in chunk_detections.items():
                     write_kitti_result(tmp / f"{frame_id}.txt", objects)
         return split_dir, len(frame_ids)
+
+    def score_chunk(self, chunk: FrameChunk) -> dict[str, list[KittiObject]]:
+        """Detections of one chunk of frames, each read from its own files."""
+        frames = read_driving_frames(chunk.split_dir, list(chunk.frame_ids), "reading", labels=False)
+        return self.detect(frames, chunk.frames_per_pass)
+
+
+@dataclass(frozen=True)
+class FrameChunk:
+    """A chunk of a scoring job: which frames of which split folder, and how many go through at once."""
+
+    split_dir: Path
+    frame_ids: tuple[str, ...]
+    frames_per_pass: int
+
+
+def score_chunk(model: DrivingPyfuncModel | DrivingScorer, chunk: FrameChunk) -> dict[str, list[KittiObject]]:
+    """What a scoring engine runs per part (a Spark task: with the model its worker loaded)."""
+    scorer = model.scorer if isinstance(model, DrivingPyfuncModel) else model
+    return scorer.score_chunk(chunk)
 
 
 def _refuse_overlap(split_dir: Path, output: Path) -> None:
@@ -180,10 +204,11 @@ class DrivingPyfuncModel(mlflow.pyfunc.PythonModel):
             frames.extend(read_driving_frames(split_dir, [str(frame_id)], desc="reading", labels=False))
         return objects_to_frame(self.scorer.detect(frames))
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int) -> str:
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None) -> str:
         """KITTI result folder: one NNNNNN.txt per input frame (empty when nothing is found), written atomically."""
         started = time.perf_counter()
-        split_dir, n_frames = self.scorer.score_folder(Path(input_path), Path(output_path), batch_size)
+        split_dir, n_frames = self.scorer.score_folder(Path(input_path), Path(output_path), batch_size, engine)
         seconds = time.perf_counter() - started
         return (f"scored {n_frames} frames of {split_dir} in {seconds:.1f} s "
-                f"({1000 * seconds / max(n_frames, 1):.0f} ms/frame); wrote {output_path}")
+                f"({1000 * seconds / max(n_frames, 1):.0f} ms/frame); wrote {output_path}"
+                f"{engine.describe() if engine else ''}")

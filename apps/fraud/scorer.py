@@ -1,6 +1,7 @@
 """Batch scoring of PaySim transactions with a trained LSTM+GAT, and its MLflow pyfunc wrapper."""
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +72,7 @@ class FraudScores:
     context_rows: int               # rows that fed history and graph only
     senders: int                    # distinct nameOrig among the input rows
     senders_without_history: int    # of those, accounts with no earlier transaction (as sender or receiver)
+    without_history: np.ndarray | None = None  # per input row (input order): its sender had no earlier transaction
 
 
 def check_context_is_past(context_step: np.ndarray, input_step: np.ndarray, source: str | Path | None) -> None:
@@ -151,8 +153,11 @@ class FraudScorer:
         out[order[rows] - n_context] = probs
         # An account's first event anywhere (either role) has no history: count the senders of such rows.
         senders = tables.orig[rows]
-        no_history = senders[tables.history_len[rows, 0] == 0]
-        return FraudScores(out, n_context, int(len(np.unique(senders))), int(len(np.unique(no_history))))
+        first_event = tables.history_len[rows, 0] == 0
+        without_history = np.empty(len(df), bool)
+        without_history[order[rows] - n_context] = first_event
+        return FraudScores(out, n_context, int(len(np.unique(senders))), int(len(np.unique(senders[first_event]))),
+                           without_history)
 
     def save(self, folder: str | Path) -> Path:
         spec = {
@@ -198,11 +203,16 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({SCORE_COLUMN: result.probabilities})
 
     def score_file(self, input_path: Path, output_path: Path, batch_size: int,
-                   context_path: Path | None = None) -> str:
+                   context_path: Path | None = None, engine=None) -> str:
         """Every input column plus `fraud_probability`, same row order, written atomically.
 
         `context_path`: a PaySim file or folder of earlier transactions feeding histories and graph only.
+        `engine` (common.scoring_engines): None or local scores the file here in one pass; another engine
+        (Spark) scores ranges of steps as parts, each with every earlier row as its context, which gives
+        the same probabilities (the features are causal).
         """
+        from common.scoring_engines import LocalEngine
+
         started = time.perf_counter()
         df = read_paysim(input_path, require_labels=False)
         if SCORE_COLUMN in df.columns:
@@ -212,7 +222,10 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
             if Path(context_path).resolve() == Path(input_path).resolve():
                 raise InputError(context_path, "is the --input file itself; --context takes earlier transactions")
             context = read_context(context_path, df["step"].to_numpy())
-        result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path)
+        if engine is None or isinstance(engine, LocalEngine):
+            result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path)
+        else:
+            result = score_in_step_ranges(engine, df, input_path, context_path, context, batch_size)
         df[SCORE_COLUMN] = result.probabilities
         write_scores(df, output_path)
         seconds = time.perf_counter() - started
@@ -228,7 +241,56 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
                        "no earlier transaction")
         return (f"scored {len(df):,} transactions in {seconds:.1f} s ({len(df) / max(seconds, 1e-9):,.0f} rows/s); "
                 f"{flagged:,} at or above the validation threshold {self.scorer.threshold:.3f}; {history}; "
-                f"wrote {output_path}")
+                f"wrote {output_path}{engine.describe() if engine else ''}")
+
+
+@dataclass(frozen=True)
+class StepRange:
+    """A part of a scoring job: the input rows with `first_step <= step < end_step`, scored with every
+    earlier row of the input (and the `--context` files) as their context."""
+
+    input_path: Path
+    first_step: int
+    end_step: int
+    context_path: Path | None
+    batch_size: int
+
+
+def plan_step_ranges(step: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of whole steps with about equal row counts (a step is never split)."""
+    steps, counts = np.unique(step, return_counts=True)
+    share = np.cumsum(counts) / counts.sum()
+    cuts = [int(steps[np.searchsorted(share, k / parts)]) + 1 for k in range(1, parts)]
+    bounds = sorted({int(steps[0]), *cuts, int(steps[-1]) + 1})
+    return list(zip(bounds[:-1], bounds[1:], strict=False))
+
+
+def score_step_range(model: FraudPyfuncModel | FraudScorer, part: StepRange) -> tuple[np.ndarray, FraudScores]:
+    """What a scoring engine runs per part: the part's rows (positions in the input) and their scores."""
+    scorer = model.scorer if isinstance(model, FraudPyfuncModel) else model
+    df = read_paysim(part.input_path, require_labels=False)
+    step = df["step"].to_numpy()
+    rows = np.flatnonzero((step >= part.first_step) & (step < part.end_step))
+    past = [df.loc[step < part.first_step, list(FEATURE_COLUMNS)]]
+    if part.context_path is not None:
+        past.insert(0, read_context(part.context_path))
+    context = pd.concat(past, ignore_index=True)
+    new = df.iloc[rows].reset_index(drop=True)
+    return rows, scorer.score(new, context if len(context) else None, part.batch_size, context_source=part.context_path)
+
+
+def score_in_step_ranges(engine, df: pd.DataFrame, input_path: Path, context_path: Path | None,
+                         context: pd.DataFrame | None, batch_size: int) -> FraudScores:
+    """`df` scored by `engine` in ranges of steps, put back together in input order."""
+    n_parts = getattr(getattr(engine, "settings", None), "partitions", None) or max(2, os.cpu_count() or 1)
+    parts = [StepRange(Path(input_path).resolve(), a, b, None if context_path is None else Path(context_path).resolve(),
+                       batch_size) for a, b in plan_step_ranges(df["step"].to_numpy(), n_parts)]
+    probabilities, without_history = np.empty(len(df), np.float64), np.zeros(len(df), bool)
+    for rows, scores in engine.map(parts, score_step_range, "scoring step ranges"):
+        probabilities[rows], without_history[rows] = scores.probabilities, scores.without_history
+    senders = df["nameOrig"].to_numpy()
+    return FraudScores(probabilities, 0 if context is None else len(context), int(pd.unique(senders).size),
+                       int(pd.unique(senders[without_history]).size), without_history)
 
 
 def write_scores(df: pd.DataFrame, output_path: Path) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from apps.medical.dataset import COORDS, read_luna16_folder
 from apps.medical.model import MedicalModelConfig, build_medical_model
@@ -56,22 +55,55 @@ class MedicalScorer:
         network.load_state_dict(state)
         return cls(network, model_cfg, patch_cfg, spec["threshold"])
 
-    def score_folder(self, root: Path, batch_size: int = 256) -> pd.DataFrame:
-        """One probability per candidate of a LUNA16 folder, in candidates.csv order; one scan in memory."""
-        data = read_luna16_folder(root, require_labels=False)
-        absent = sorted(set(data.candidates["seriesuid"]) - set(data.volumes))
-        if absent:
-            raise InputError(root, f"candidates.csv names {len(absent)} seriesuid(s) with no volume, "
-                                   f"e.g. {absent[0]}")
-        probs = np.empty(len(data.candidates), np.float64)
-        groups = data.candidates.groupby("seriesuid", sort=False).indices
-        for uid, rows in tqdm(groups.items(), desc="scoring scans", unit="scan", disable=None):
-            volume = read_ct_volume(data.volumes[uid])
-            patches = extract_patches(volume, data.candidates[COORDS].to_numpy(np.float64)[rows], self.patch_cfg)
-            probs[rows] = predict_patches(self.network, patches, batch_size)
-        out = data.candidates[["seriesuid", *COORDS]].copy()
+    def score_folder(self, root: Path, batch_size: int = 256, engine=None) -> pd.DataFrame:
+        """One probability per candidate of a LUNA16 folder, in candidates.csv order; one scan in memory.
+
+        `engine` (common.scoring_engines): where the scans are scored; default: here, one after another.
+        """
+        from common.scoring_engines import LocalEngine
+
+        candidates, scans = plan_scans(root, batch_size)
+        engine = engine or LocalEngine(self)
+        probs = np.empty(len(candidates), np.float64)
+        for scan, scan_probs in zip(scans, engine.map(scans, score_scan, "scoring scans"), strict=True):
+            probs[scan.rows] = scan_probs
+        out = candidates[["seriesuid", *COORDS]].copy()
         out["probability"] = probs
         return out
+
+    def score_scan(self, scan: ScanPart) -> np.ndarray:
+        """The probabilities of one scan's candidates, reading its volume where it lies."""
+        volume = read_ct_volume(scan.volume)
+        return predict_patches(self.network, extract_patches(volume, scan.coords, self.patch_cfg), scan.batch_size)
+
+
+@dataclass(frozen=True)
+class ScanPart:
+    """One scan's share of a scoring job: its volume's path and its candidates (small enough to ship)."""
+
+    seriesuid: str
+    volume: Path
+    rows: np.ndarray  # the candidates' positions in candidates.csv
+    coords: np.ndarray  # (n, 3) world coordinates, mm
+    batch_size: int
+
+
+def plan_scans(root: Path, batch_size: int) -> tuple[pd.DataFrame, list[ScanPart]]:
+    """The candidates of a LUNA16 folder and one part per scan, in first-appearance order."""
+    data = read_luna16_folder(Path(root), require_labels=False)
+    absent = sorted(set(data.candidates["seriesuid"]) - set(data.volumes))
+    if absent:
+        raise InputError(root, f"candidates.csv names {len(absent)} seriesuid(s) with no volume, e.g. {absent[0]}")
+    coords = data.candidates[COORDS].to_numpy(np.float64)
+    groups = data.candidates.groupby("seriesuid", sort=False).indices
+    return data.candidates, [ScanPart(uid, Path(data.volumes[uid]), rows, coords[rows], batch_size)
+                             for uid, rows in groups.items()]
+
+
+def score_scan(model: MedicalPyfuncModel | MedicalScorer, scan: ScanPart) -> np.ndarray:
+    """What a scoring engine runs per part (a Spark task: with the model its worker loaded)."""
+    scorer = model.scorer if isinstance(model, MedicalPyfuncModel) else model
+    return scorer.score_scan(scan)
 
 
 class MedicalPyfuncModel(mlflow.pyfunc.PythonModel):
@@ -87,13 +119,13 @@ class MedicalPyfuncModel(mlflow.pyfunc.PythonModel):
             raise InputError(None, f"expected patches of shape (N, 1, {size}, {size}, {size}), got {patches.shape}")
         return predict_patches(self.scorer.network, patches)
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int) -> str:
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None) -> str:
         """The LUNA16 submission CSV (seriesuid,coordX,coordY,coordZ,probability), written atomically."""
         started = time.perf_counter()
-        scores = self.scorer.score_folder(Path(input_path), batch_size)
+        scores = self.scorer.score_folder(Path(input_path), batch_size, engine)
         with atomic_path(output_path) as tmp:
             scores.to_csv(tmp, index=False)
         seconds = time.perf_counter() - started
         n_scans = scores["seriesuid"].nunique()
         return (f"scored {len(scores):,} candidates in {n_scans} scans in {seconds:.1f} s "
-                f"({seconds / max(n_scans, 1):.2f} s/scan); wrote {output_path}")
+                f"({seconds / max(n_scans, 1):.2f} s/scan); wrote {output_path}{engine.describe() if engine else ''}")
