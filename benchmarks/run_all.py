@@ -5,7 +5,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from benchmarks import driving_bench, fraud_bench, medical_bench
+from benchmarks import driving_bench, fraud_bench, medical_bench, scaleout_bench
 from benchmarks.common import machine
 from common.io import atomic_path
 
@@ -15,7 +15,7 @@ RESULTS = Path(__file__).parent / "RESULTS.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
-    parser.add_argument("--only", choices=["fraud", "medical", "driving"])
+    parser.add_argument("--only", choices=["fraud", "medical", "driving", "scaleout"])
     parser.add_argument("--fraud-epochs", type=int, default=2)
     parser.add_argument("--medical-epochs", type=int, default=15)
     parser.add_argument("--driving-epochs", type=int, default=10)
@@ -30,6 +30,9 @@ def main() -> None:
         print(sections[-1], flush=True)
     if args.only in (None, "driving"):
         sections.append(driving_bench.run(args.scale, args.driving_epochs, args.driving_camera_epochs))
+        print(sections[-1], flush=True)
+    if args.only in (None, "scaleout"):
+        sections.append(scaleout_bench.run())
         print(sections[-1], flush=True)
     command = "make bench" if args.only is None else f"python -m benchmarks.run_all --only {args.only}"
     header = (f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — `{command}` (scale {args.scale})\n\n"
