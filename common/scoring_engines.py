@@ -27,6 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from common.errors import InputError
+from common.partial_results import PartialResults
 
 DEFAULT_MASTER = "local[*]"
 
@@ -81,9 +82,16 @@ def worker_model(model_uri: str) -> tuple[Any, bool]:
     return _WORKER_MODELS[model_uri], False
 
 
-def _score_partition(model_uri: str, score_part: Callable[[Any, Any], Any],
+_KEPT = "kept"  # what a task returns for a part whose result it wrote into the partial folder
+
+
+def _score_partition(model_uri: str, score_part: Callable[[Any, Any], Any], partial: PartialResults | None,
                      indexed_parts: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
-    """One Spark task: its parts scored in order, then one record of who did the work (index -1)."""
+    """One Spark task: its parts scored in order, then one record of who did the work (index -1).
+
+    With `partial`, the task writes each result into the partial folder itself (atomically; a retried
+    task writes the same bytes again) and returns only a marker, so a killed job keeps every finished part.
+    """
     import torch
     from pyspark import TaskContext
 
@@ -94,7 +102,11 @@ def _score_partition(model_uri: str, score_part: Callable[[Any, Any], Any],
     model, loaded = worker_model(model_uri)
     for index, part in parts:
         try:
-            yield index, score_part(model, part)
+            result = score_part(model, part)
+            if partial is not None:
+                partial.save(index, result)
+                result = _KEPT
+            yield index, result
         except InputError as exc:
             yield index, _PartFailure(exc.path, exc.problem)
     context = TaskContext.get()
@@ -161,54 +173,69 @@ def _python() -> str:
 
 
 def score_parts(parts: Sequence[Any], score_part: Callable[[Any, Any], Any], model_uri: str,
-                settings: SparkSettings, app_name: str) -> tuple[list[Any], SparkReport]:
+                settings: SparkSettings, app_name: str, partial: PartialResults | None = None
+                ) -> tuple[list[Any], SparkReport]:
     """`score_part(model, part)` for every part on Spark; results in part order, and what ran where.
 
     `score_part` must be a module-level function (it is pickled to the executors). A part whose
-    scoring raised `InputError` is raised here, on the driver, as that same error.
+    scoring raised `InputError` is raised here, on the driver, as that same error. With `partial`,
+    parts already done are loaded instead of scored, and each result is kept as soon as it arrives.
     """
     settings.validate()
     report = SparkReport()
-    if not parts:
-        return [], report
+    results: list[Any] = [None] * len(parts)
+    todo = []
+    for index, part in enumerate(parts):
+        if partial is not None and partial.done(index):
+            results[index] = partial.load(index)
+        else:
+            todo.append((index, part))
+    if not todo:
+        return results, report
     started = time.perf_counter()
     session = spark_session(settings.master, app_name)
     report.startup_s = time.perf_counter() - started
+    workers = set()
     try:
         context = session.sparkContext
-        slices = min(len(parts), settings.partitions or context.defaultParallelism)
-        rdd = context.parallelize(list(enumerate(parts)), slices)
+        slices = min(len(todo), settings.partitions or context.defaultParallelism)
+        rdd = context.parallelize(todo, slices)
         started = time.perf_counter()
-        collected = rdd.mapPartitions(lambda it: _score_partition(model_uri, score_part, it)).collect()
+        collected = rdd.mapPartitions(lambda it: _score_partition(model_uri, score_part, partial, it)).collect()
+        for index, value in collected:
+            if index < 0:
+                report.tasks += 1
+                report.model_loads += int(value["loaded"])
+                report.parts_per_task.append(value["parts"])
+                workers.add(value["pid"])
+                continue
+            if isinstance(value, _PartFailure):
+                raise InputError(value.path, value.problem)
+            results[index] = partial.load(index) if isinstance(value, str) and value == _KEPT else value
         report.scoring_s = time.perf_counter() - started
     finally:
         if not under_spark_submit():
             session.stop()
-    results: list[Any] = [None] * len(parts)
-    workers = set()
-    for index, value in collected:
-        if index < 0:
-            report.tasks += 1
-            report.model_loads += int(value["loaded"])
-            report.parts_per_task.append(value["parts"])
-            workers.add(value["pid"])
-            continue
-        results[index] = value
     report.workers = len(workers)
-    for value in results:
-        if isinstance(value, _PartFailure):
-            raise InputError(value.path, value.problem)
     return results, report
 
 
 class LocalEngine:
     """Parts scored one after another in this process, with the model already loaded here."""
 
-    def __init__(self, model: Any):
-        self.model = model
+    def __init__(self, model: Any, partial: PartialResults | None = None):
+        self.model, self.partial = model, partial
 
     def map(self, parts: Sequence[Any], score_part: Callable[[Any, Any], Any], desc: str) -> list[Any]:
-        return [score_part(self.model, part) for part in tqdm(parts, desc=desc, disable=None)]
+        results = []
+        for index, part in enumerate(tqdm(parts, desc=desc, disable=None)):
+            if self.partial is not None and self.partial.done(index):
+                results.append(self.partial.load(index))
+                continue
+            results.append(score_part(self.model, part))
+            if self.partial is not None:
+                self.partial.save(index, results[-1])
+        return results
 
     def describe(self) -> str:
         return ""
@@ -217,13 +244,15 @@ class LocalEngine:
 class SparkEngine:
     """Parts spread over Spark tasks; each executor Python worker loads the model from `model_uri` once."""
 
-    def __init__(self, model_uri: str, settings: SparkSettings, app_name: str = "suite-score"):
+    def __init__(self, model_uri: str, settings: SparkSettings, app_name: str = "suite-score",
+                 partial: PartialResults | None = None):
         settings.validate()
-        self.model_uri, self.settings, self.app_name = model_uri, settings, app_name
+        self.model_uri, self.settings, self.app_name, self.partial = model_uri, settings, app_name, partial
         self.report = SparkReport()
 
     def map(self, parts: Sequence[Any], score_part: Callable[[Any, Any], Any], desc: str) -> list[Any]:
-        results, self.report = score_parts(parts, score_part, self.model_uri, self.settings, self.app_name)
+        results, self.report = score_parts(parts, score_part, self.model_uri, self.settings, self.app_name,
+                                           self.partial)
         return results
 
     def describe(self) -> str:

@@ -138,7 +138,10 @@ def score(
                                                         "(default: Spark's parallelism)")] = None,
 ) -> None:
     """Batch-score new data with a logged model."""
-    from common.scoring_engines import SparkEngine, SparkSettings, is_local_master
+    from common import tracking
+    from common.data_identity import data_fingerprint
+    from common.partial_results import PartialResults
+    from common.scoring_engines import LocalEngine, SparkEngine, SparkSettings, is_local_master
     from pipelines.registry import get_domain
     from pipelines.runner import load_python_model
 
@@ -160,11 +163,25 @@ def score(
         raise InputError(context, "context not found")
     fetched: list[Path] = []
     python_model = load_python_model(model, fetched)
-    runner = None
+    # Finished parts survive a kill in <output>.partial/; the same command picks them up again.
+    partial = PartialResults(output, {
+        "domain": pipeline.name, "model": tracking.redact(model), "model_files": data_fingerprint(fetched[0]),
+        "input": input.resolve(), "input_fingerprint": data_fingerprint(input),
+        "context": context.resolve() if context else None, "context_fingerprint": data_fingerprint(context) if context else None,
+        "batch_size": batch_size, "engine": engine, "partitions": partitions})
+    partial.open()
     if engine == "spark":  # executors on this machine load the fetched copy; a cluster's fetch the URI themselves
         runner = SparkEngine(str(fetched[0]) if is_local_master(spark_master) else model, settings,
-                             app_name=f"suite-score-{pipeline.name}")
-    typer.echo(pipeline.score(python_model, input, output, batch_size, context=context, engine=runner))
+                             app_name=f"suite-score-{pipeline.name}", partial=partial)
+    else:
+        runner = LocalEngine(python_model, partial)
+    try:
+        summary = pipeline.score(python_model, input, output, batch_size, context=context, engine=runner)
+    except BaseException:
+        partial.abandon()  # kept only when it holds finished parts worth resuming from
+        raise
+    partial.finish()
+    typer.echo(summary)
 
 
 evaluate_app = typer.Typer(no_args_is_help=True, help="Reference metrics (KITTI devkit, LUNA16) of files on disk.")

@@ -1,0 +1,100 @@
+"""A scoring job killed with SIGKILL keeps its finished parts; the same command then completes it, byte-identical."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from suite_cli import assert_clear_error, suite
+
+import mlflow
+from common.errors import InputError
+from common.partial_results import PartialResults
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """20 synthetic scans, a random medical model, and the output of an uninterrupted job."""
+    from apps.medical import synthetic
+    from apps.medical.model import MedicalModelConfig, build_medical_model
+    from apps.medical.patches import PatchConfig
+    from apps.medical.scorer import MedicalScorer
+    from pipelines.medical import MLFLOW_ENTRY
+
+    root = tmp_path_factory.mktemp("score_resume")
+    torch.manual_seed(0)
+    data = synthetic.write_synthetic_luna16(root / "luna", "small", seed=3)
+    cfg = MedicalModelConfig()
+    bundle = MedicalScorer(build_medical_model(cfg), cfg, PatchConfig(), 0.5).save(root / "bundle")
+    mlflow.pyfunc.save_model(str(root / "model"), python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+                             pip_requirements=[])
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
+           "SUITE_SPARK_LOG": str(root / "spark.log")}
+    args = ["score", "medical", "--model", str(root / "model"), "--input", str(data)]
+    straight = suite(*args, "--output", str(root / "straight.csv"), env=env)
+    assert straight.code == 0, straight.stderr[-2000:]
+    return root, args, env
+
+
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_killed_scoring_resumes_to_the_same_bytes(job, engine):
+    root, args, env = job
+    out = root / f"killed_{engine}.csv"
+    extra = ["--engine", "spark", "--partitions", "2"] if engine == "spark" else []
+    command = [sys.executable, "-m", "pipelines", *args, "--output", str(out), *extra]
+    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 300
+    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the job and, for Spark, its JVM and Python workers
+    proc.wait()
+    kept = len(list(partial.glob("part-*.pkl")))
+    assert kept >= 2 and not out.exists(), "killed before the end: parts kept, no output yet"
+
+    other = suite(*args, "--output", str(out), *extra, "--batch-size", "7", env=env)
+    assert_clear_error(other, str(partial), "batch_size", "delete the folder")
+
+    resumed = suite(*args, "--output", str(out), *extra, env=env)
+    assert resumed.code == 0, resumed.stderr[-2000:]
+    assert out.read_bytes() == (root / "straight.csv").read_bytes()
+    assert not partial.exists()
+
+
+def test_a_failed_job_leaves_no_empty_partial_folder(job, tmp_path):
+    root, args, env = job
+    out = tmp_path / "out.csv"
+    result = suite("score", "medical", "--model", str(root / "model"), "--input", str(tmp_path / "absent"),
+                   "--output", str(out), env=env)
+    assert result.code == 2 and not out.with_name("out.csv.partial").exists()
+
+
+class _Planted:
+    def __reduce__(self):
+        return (os.system, ("echo planted > /dev/null",))
+
+
+def test_a_planted_part_file_cannot_run_code(tmp_path):
+    partial = PartialResults(tmp_path / "out.csv", {"model": "m"})
+    partial.open()
+    partial.save(0, {"probabilities": np.arange(3.0)})
+    assert np.array_equal(partial.load(0)["probabilities"], np.arange(3.0))
+    (partial.folder / "part-000001.pkl").write_bytes(pickle.dumps(_Planted()))
+    with pytest.raises(InputError, match="unreadable partial result .*refusing posix.system"):
+        partial.load(1)
+
+
+def test_another_job_refuses_to_mix(tmp_path):
+    PartialResults(tmp_path / "out.csv", {"model": "a", "input": "x"}).open()
+    with pytest.raises(InputError, match=r"another scoring job \(differs in: model\)"):
+        PartialResults(tmp_path / "out.csv", {"model": "b", "input": "x"}).open()
+    PartialResults(tmp_path / "out.csv", {"model": "a", "input": "x"}).open()  # the same job: fine
+    assert Path(tmp_path / "out.csv.partial" / "manifest.json").is_file()
