@@ -69,8 +69,9 @@ class PartialResults:
                 raise InputError(self.folder, "holds no readable manifest.json; delete the folder to score afresh")
             differing = sorted(k for k in set(found) | set(self.manifest) if found.get(k) != self.manifest.get(k))
             if differing:
-                raise InputError(self.folder, f"holds parts of another scoring job (differs in: {', '.join(differing)}); "
-                                              f"delete the folder to score afresh, or rerun the original command")
+                raise InputError(self.folder, f"holds parts of another scoring job (differs in: "
+                                              f"{', '.join(differing)}); delete the folder to score afresh, "
+                                              "or rerun the original command")
         else:
             self.folder.mkdir(parents=True)
             with atomic_path(manifest_path) as tmp:

@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from common import distributed
+from common.augment_seeding import reseed_for_epoch
 from common.io import atomic_path
 
 
@@ -236,6 +237,7 @@ class Trainer:
             for holder in (getattr(train_loader, "sampler", None), getattr(train_loader, "batch_sampler", None)):
                 if hasattr(holder, "set_epoch"):
                     holder.set_epoch(epoch)
+            reseed_for_epoch(train_loader, cfg.seed, epoch, distributed.rank())
             train_loss = self._train_epoch(train_loader, scheduler, epoch)
             distributed.broadcast_buffers(self.model)  # BatchNorm statistics: rank 0's, on every rank
             metrics = {"train_loss": train_loss, **distributed.main_only(self._validate)}

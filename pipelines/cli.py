@@ -167,7 +167,8 @@ def score(
     partial = PartialResults(output, {
         "domain": pipeline.name, "model": tracking.redact(model), "model_files": data_fingerprint(fetched[0]),
         "input": input.resolve(), "input_fingerprint": data_fingerprint(input),
-        "context": context.resolve() if context else None, "context_fingerprint": data_fingerprint(context) if context else None,
+        "context": context.resolve() if context else None,
+        "context_fingerprint": data_fingerprint(context) if context else None,
         "batch_size": batch_size, "engine": engine, "partitions": partitions})
     partial.open()
     if engine == "spark":  # executors on this machine load the fetched copy; a cluster's fetch the URI themselves

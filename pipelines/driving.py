@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 import apps.driving as driving_app
 from apps.driving import synthetic
 from apps.driving.boxes import matched_heading_errors
-from apps.driving.camera import CameraConfig, CameraDetector, images_to_tensor, prepare_image
+from apps.driving.camera import CameraConfig, CameraDataset, CameraDetector, collate_camera
 from apps.driving.center_head import CenterHeadConfig, CenterTargets, center_head_loss
 from apps.driving.dataset import (
     TARGET_CLASS,
@@ -34,6 +34,7 @@ from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
 from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames, paint_frames
 from common import distributed
+from common.augment_seeding import worker_init_fn
 from common.errors import InputError
 from common.plotting import learning_curves_figure
 from common.trainer import TrainConfig, Trainer, move_to_device, seed_everything
@@ -149,31 +150,6 @@ def heading_metrics(truth: dict[str, list[KittiObject]], detections: dict[str, l
 # --------------------------------------------------------------------------------------------------
 # Camera branch training
 # --------------------------------------------------------------------------------------------------
-class CameraDataset(Dataset):
-    """Resized images and their car boxes; a horizontal flip moves image and boxes together."""
-
-    def __init__(self, frames: list[DrivingFrame], cfg: CameraConfig, flip_p: float, seed: int):
-        self.images = [prepare_image(f.image, cfg.image_scale) for f in frames]
-        self.boxes = [f.image_boxes() * cfg.image_scale for f in frames]
-        self.flip_p, self.rng = flip_p, np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        image, boxes = self.images[i], self.boxes[i]
-        if self.rng.random() < self.flip_p:
-            width = image.shape[1]
-            image = np.ascontiguousarray(image[:, ::-1])
-            boxes = np.column_stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]])
-        return image, boxes
-
-
-def collate_camera(items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
-    images = [image for image, _ in items]
-    return {"images": images_to_tensor(images), "images_np": images, "boxes": [boxes for _, boxes in items]}
-
-
 def _loader(dataset: Dataset, cfg: TrainConfig, collate, shuffle: bool) -> DataLoader:
     """A training loader (`shuffle`) is sharded under torchrun, 1/N of every epoch per rank (the Trainer
     calls `set_epoch`); an evaluation loader always covers the whole set (rank 0 validates alone)."""
@@ -182,7 +158,7 @@ def _loader(dataset: Dataset, cfg: TrainConfig, collate, shuffle: bool) -> DataL
         sampler = DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
     per_rank = len(sampler) if sampler is not None else len(dataset)
     return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      collate_fn=collate, num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                      collate_fn=collate, num_workers=cfg.num_workers, worker_init_fn=worker_init_fn,
                       drop_last=shuffle and per_rank > cfg.batch_size)
 
 

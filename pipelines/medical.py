@@ -30,6 +30,7 @@ from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
 from apps.medical.reader import read_luna16_excluded_in
 from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
 from common import distributed, tracking
+from common.augment_seeding import worker_init_fn
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
 from common.metrics import best_f1_threshold, binary_metrics, roc_pr_curves
@@ -153,7 +154,7 @@ class MedicalPipeline:
         per_rank = len(sampler) if sampler is not None else len(dataset)
         loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=sampler is None, sampler=sampler,
                             num_workers=cfg.train.num_workers, drop_last=per_rank > cfg.train.batch_size,
-                            persistent_workers=cfg.train.num_workers > 0, pin_memory=torch.cuda.is_available())
+                            worker_init_fn=worker_init_fn, pin_memory=torch.cuda.is_available())
         network = build_medical_model(cfg.model)
         criterion = build_classification_loss(cfg.train.loss, y_train, 2, cfg.train.focal_gamma)
 

@@ -94,10 +94,10 @@ def test_driving_spark_equals_local(env, tmp_path):
 
 @pytest.fixture(scope="module")
 def fraud(env, tmp_path_factory):
-    from apps.fraud.synthetic import SyntheticScale, generate_paysim
     from apps.fraud.features import FraudFeatureConfig, Standardizer, build_tables, time_order
     from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
     from apps.fraud.scorer import FraudScorer
+    from apps.fraud.synthetic import SyntheticScale, generate_paysim
     from pipelines.fraud import MLFLOW_ENTRY, model_input_example
 
     root = tmp_path_factory.mktemp("fraud_spark")
@@ -118,7 +118,9 @@ def fraud(env, tmp_path_factory):
 @pytest.mark.parametrize("with_context", [False, True], ids=["whole file", "new day with --context"])
 def test_fraud_spark_equals_local(env, fraud, with_context):
     root, model = fraud
-    source, extra = (root / "new.csv", ["--context", str(root / "past.csv")]) if with_context else (root / "all.csv", [])
+    source, extra = (root / "all.csv", [])
+    if with_context:
+        source, extra = root / "new.csv", ["--context", str(root / "past.csv")]
     tag = "ctx" if with_context else "all"
     local = score(env, "fraud", model, source, root / f"local_{tag}.csv", *extra)
     spark = score(env, "fraud", model, source, root / f"spark_{tag}.csv", *extra, "--engine", "spark",

@@ -23,7 +23,9 @@ from mmengine.config import ConfigDict
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 from torch import nn
+from torch.utils.data import Dataset
 
+from apps.driving.dataset import DrivingFrame, OwnGenerator
 from apps.driving.kitti import KittiCalib
 
 # mmdet 3.3 still calls torch.cuda.amp.autocast and meshgrid without indexing: noise for our users, not news.
@@ -179,3 +181,28 @@ def paint_points(points: np.ndarray, calib: KittiCalib, evidence: np.ndarray, sc
     paint = np.zeros(len(points), np.float32)
     paint[seen] = evidence[rows[seen], cols[seen]]
     return np.hstack([points[:, :4].astype(np.float32), paint[:, None]])
+
+
+class CameraDataset(OwnGenerator, Dataset):
+    """Resized images and their car boxes; a horizontal flip moves image and boxes together."""
+
+    def __init__(self, frames: list[DrivingFrame], cfg: CameraConfig, flip_p: float, seed: int):
+        self.images = [prepare_image(f.image, cfg.image_scale) for f in frames]
+        self.boxes = [f.image_boxes() * cfg.image_scale for f in frames]
+        self.flip_p, self.rng = flip_p, np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        image, boxes = self.images[i], self.boxes[i]
+        if self.rng.random() < self.flip_p:
+            width = image.shape[1]
+            image = np.ascontiguousarray(image[:, ::-1])
+            boxes = np.column_stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]])
+        return image, boxes
+
+
+def collate_camera(items: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    images = [image for image, _ in items]
+    return {"images": images_to_tensor(images), "images_np": images, "boxes": [boxes for _, boxes in items]}

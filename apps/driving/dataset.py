@@ -100,7 +100,18 @@ def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "readin
 # --------------------------------------------------------------------------------------------------
 # Augmentations: each takes and returns (points, boxes) in the LiDAR frame, so both move together.
 # --------------------------------------------------------------------------------------------------
-class RandomFlipY:
+class OwnGenerator:
+    """A random transform that owns its generator; `set_random_state` reseeds it alone (MONAI's contract,
+    with a NumPy Generator), which is how DataLoader workers and epochs get their own streams."""
+
+    rng: np.random.Generator
+
+    def set_random_state(self, seed: int | None = None, state: np.random.Generator | None = None) -> OwnGenerator:
+        self.rng = state if state is not None else np.random.default_rng(seed)
+        return self
+
+
+class RandomFlipY(OwnGenerator):
     """Mirror the scene left ↔ right (y → -y, yaw → -yaw) with probability p."""
 
     def __init__(self, p: float, rng: np.random.Generator):
@@ -116,7 +127,7 @@ class RandomFlipY:
         return points, boxes
 
 
-class RandomRotateZ:
+class RandomRotateZ(OwnGenerator):
     """Rotate the whole scene about the sensor's vertical axis by U(-max_rad, max_rad)."""
 
     def __init__(self, max_rad: float, rng: np.random.Generator):
@@ -133,7 +144,7 @@ class RandomRotateZ:
         return points, boxes
 
 
-class RandomScale:
+class RandomScale(OwnGenerator):
     """Scale the whole scene (points and box centres and sizes) by U(1 - delta, 1 + delta)."""
 
     def __init__(self, delta: float, rng: np.random.Generator):
@@ -147,7 +158,7 @@ class RandomScale:
         return points, boxes
 
 
-class PasteSampledCars:
+class PasteSampledCars(OwnGenerator):
     """Paste cars cut from other training frames (their points and boxes) into the scene until it holds
     `cars_per_scene`, skipping any that would overlap a car already there: mmdet3d's ObjectSample (GT-AUG),
     which gives a small training set many more cars to learn from.
@@ -219,13 +230,15 @@ class SceneAugmentConfig:
 
 def scene_augmentations(cfg: SceneAugmentConfig, seed: int, frames: Sequence[DrivingFrame] = ()) -> Compose:
     """Car pasting (from `frames`, the training set), then flip, rotation and scale of the whole scene."""
-    rng = np.random.default_rng(seed)
+    def own(k: int) -> np.random.Generator:  # each transform its own stream
+        return np.random.default_rng([seed, k])
+
     steps: list = []
     if cfg.paste_cars and frames:
         steps.append(PasteSampledCars([f.points for f in frames], [f.lidar_boxes() for f in frames], cfg.paste_cars,
-                                      rng))
-    return Compose([*steps, RandomFlipY(cfg.flip_p, rng), RandomRotateZ(cfg.rotate_rad, rng),
-                    RandomScale(cfg.scale_delta, rng)])
+                                      own(0)))
+    return Compose([*steps, RandomFlipY(cfg.flip_p, own(1)), RandomRotateZ(cfg.rotate_rad, own(2)),
+                    RandomScale(cfg.scale_delta, own(3))])
 
 
 class LidarDetectionDataset(Dataset):
