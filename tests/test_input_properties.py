@@ -240,7 +240,7 @@ def test_medical_submission_writer_round_trips(rows):
     scores = pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
     class Fixed:  # stands for MedicalScorer: the writer is what is tested
-        def score_folder(self, root, batch_size):
+        def score_folder(self, root, batch_size, engine=None):
             return scores.copy()
 
     model = MedicalPyfuncModel()
