@@ -9,7 +9,7 @@ MAX_JOBS ?= 2
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install services demo test bench lint clean
+.PHONY: install services demo test test-slow bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: $(STAMP)
 
 test: $(STAMP) services
 	$(BIN)/pytest
+
+# The long variants `make test` leaves out (marked `slow`): fraud on Spark over a whole file, a Spark
+# scoring job killed and resumed.
+test-slow: $(STAMP) services
+	$(BIN)/pytest -m slow
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

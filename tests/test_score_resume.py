@@ -43,7 +43,7 @@ def job(tmp_path_factory):
     return root, args, env
 
 
-@pytest.mark.parametrize("engine", ["local", "spark"])
+@pytest.mark.parametrize("engine", ["local", pytest.param("spark", marks=pytest.mark.slow)])
 def test_killed_scoring_resumes_to_the_same_bytes(job, engine):
     root, args, env = job
     out = root / f"killed_{engine}.csv"
