@@ -69,7 +69,7 @@ def test_medical_spark_equals_local(env, tmp_path):
 def test_driving_spark_equals_local(env, tmp_path):
     from apps.driving.camera import CameraDetector
     from apps.driving.model import PointPillarsNet
-    from apps.driving.scorer import DrivingScorer
+    from apps.driving.scorer import FRAMES_PER_READ, DrivingScorer
     from apps.driving.synthetic import write_synthetic_kitti
     from common.config import load_config
     from pipelines.driving import MLFLOW_ENTRY, DrivingConfig
@@ -77,17 +77,18 @@ def test_driving_spark_equals_local(env, tmp_path):
 
     torch.manual_seed(0)
     cfg = load_config(DrivingConfig, CONFIG_DIR / "driving.yaml", [])
-    data = write_synthetic_kitti(tmp_path / "kitti", seed=3, n_frames=12)
+    data = write_synthetic_kitti(tmp_path / "kitti", seed=3, n_frames=FRAMES_PER_READ + 6)  # two chunks
     net = PointPillarsNet(cfg.model, cfg.grid)
     torch.nn.init.constant_(net.heatmap.bias, 0.0)  # an untrained head that fires: many boxes to compare
     scorer = DrivingScorer(net, CameraDetector(cfg.camera), cfg.model, cfg.grid, cfg.head)
     model = save_model(tmp_path / "model", MLFLOW_ENTRY, scorer.save(tmp_path / "bundle"))
     local = score(env, "driving", model, data, tmp_path / "local")
-    spark = score(env, "driving", model, data, tmp_path / "spark", "--engine", "spark", "--spark-master", "local[2]")
+    spark = score(env, "driving", model, data, tmp_path / "spark", "--engine", "spark", "--spark-master", "local[2]",
+                  "--partitions", "2")
     assert local.code == 0 and spark.code == 0, (local.stderr[-2000:], spark.stderr[-2000:])
-    assert spark_tasks(spark) >= 1
+    assert spark_tasks(spark) == 2
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert len(names) == 12 and names == sorted(p.name for p in (tmp_path / "spark").iterdir())
+    assert len(names) == FRAMES_PER_READ + 6 and names == sorted(p.name for p in (tmp_path / "spark").iterdir())
     assert sum((tmp_path / "local" / n).stat().st_size for n in names) > 0, "the random detector found boxes"
     for name in names:
         assert (tmp_path / "spark" / name).read_text() == (tmp_path / "local" / name).read_text(), name
