@@ -36,6 +36,15 @@ def best_f1_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
+def binary_metric_names(fprs: tuple[float, ...] = (0.01,)) -> tuple[str, ...]:
+    """The keys `binary_metrics` returns for `fprs`, known before any data (configs name them)."""
+    return ("auc", "pr_auc", "precision", "recall", "f1", *(_recall_at(fpr) for fpr in fprs))
+
+
+def _recall_at(fpr: float) -> str:
+    return f"recall_at_{fpr * 100:g}pct_fpr"
+
+
 def binary_metrics(
     y_true: np.ndarray, y_score: np.ndarray, threshold: float = 0.5, fprs: tuple[float, ...] = (0.01,)
 ) -> dict[str, float]:
@@ -51,7 +60,7 @@ def binary_metrics(
         "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
     }
     for fpr in fprs:
-        out[f"recall_at_{fpr * 100:g}pct_fpr"] = recall_at_fpr(y_true, y_score, fpr)
+        out[_recall_at(fpr)] = recall_at_fpr(y_true, y_score, fpr)
     return out
 
 

@@ -26,13 +26,21 @@ def save_bundle(folder: str | Path, state_dict: dict[str, torch.Tensor], spec: d
     return folder
 
 
-def load_bundle(folder: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read back what `save_bundle` wrote; a missing or foreign folder is a clear InputError."""
+def load_bundle(folder: str | Path, kind: str, domain: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read back what `save_bundle` wrote; a missing or foreign folder, or a bundle whose spec `kind` is not
+    `kind` (another domain's model), is a clear InputError."""
     folder = Path(folder)
     for name in (WEIGHTS_FILE, SPEC_FILE):
         if not (folder / name).is_file():
             raise InputError(folder, f"not a Domain Suite model bundle ({name} missing)")
-    spec = yaml.safe_load((folder / SPEC_FILE).read_text())
+    try:
+        spec = yaml.safe_load((folder / SPEC_FILE).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        spec = None
+    if not isinstance(spec, dict):
+        raise InputError(folder / SPEC_FILE, "not a readable model spec (a YAML mapping)")
+    if spec.get("kind") != kind:
+        raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a {domain} model")
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refuses anything but tensors and plain containers

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,6 @@ class SparkReport:
     model_loads: int = 0  # times a worker loaded the model (one per worker when workers are reused)
     startup_s: float = 0.0
     scoring_s: float = 0.0
-    parts_per_task: list[int] = field(default_factory=list)
 
     def describe(self) -> str:
         return (f"Spark: {self.tasks} tasks on {self.workers} Python workers, model loaded {self.model_loads}x; "
@@ -110,14 +110,14 @@ def _score_partition(model_uri: str, score_part: Callable[[Any, Any], Any], part
         except InputError as exc:
             yield index, _PartFailure(exc.path, exc.problem)
     context = TaskContext.get()
-    yield -1, {"pid": os.getpid(), "loaded": loaded, "parts": len(parts),
+    yield -1, {"pid": os.getpid(), "loaded": loaded,
                "partition": context.partitionId() if context else 0}
 
 
 def spark_session(master: str | None, app_name: str):
     """A SparkSession that logs quietly (the user reads one summary line), or the one spark-submit made."""
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("PYSPARK_PYTHON", _python())
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # executors on this machine: this very venv
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")  # STACK.md: works
     from pyspark.sql import SparkSession
 
@@ -143,8 +143,6 @@ def log_file() -> Path:
 @contextlib.contextmanager
 def _jvm_output_to(path: Path) -> Iterator[None]:
     """File descriptor 2 points at `path` while the JVM starts (it inherits it), then back at ours."""
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     with open(path, "ab") as log:
@@ -164,12 +162,6 @@ def under_spark_submit() -> bool:
 
 def is_local_master(master: str | None) -> bool:
     return not under_spark_submit() and (master is None or master.startswith("local"))
-
-
-def _python() -> str:
-    import sys
-
-    return sys.executable
 
 
 def score_parts(parts: Sequence[Any], score_part: Callable[[Any, Any], Any], model_uri: str,
@@ -206,7 +198,6 @@ def score_parts(parts: Sequence[Any], score_part: Callable[[Any, Any], Any], mod
             if index < 0:
                 report.tasks += 1
                 report.model_loads += int(value["loaded"])
-                report.parts_per_task.append(value["parts"])
                 workers.add(value["pid"])
                 continue
             if isinstance(value, _PartFailure):
@@ -237,6 +228,10 @@ class LocalEngine:
                 self.partial.save(index, results[-1])
         return results
 
+    def wanted_parts(self) -> int | None:
+        """How many parts the user asked to spread a job over (None: the domain's natural parts)."""
+        return None
+
     def describe(self) -> str:
         return ""
 
@@ -254,6 +249,9 @@ class SparkEngine:
         results, self.report = score_parts(parts, score_part, self.model_uri, self.settings, self.app_name,
                                            self.partial)
         return results
+
+    def wanted_parts(self) -> int | None:
+        return self.settings.partitions
 
     def describe(self) -> str:
         return f"; {self.report.describe()}"

@@ -6,10 +6,10 @@ import math
 import os
 import random
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -18,12 +18,19 @@ from tqdm.auto import tqdm
 
 from common import distributed
 from common.augment_seeding import reseed_for_epoch
+from common.config import Constraints, Interval
 from common.io import atomic_path
 
 
 @dataclass
 class TrainConfig:
     """Optimisation settings shared by all domains (section `train` of every config)."""
+
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "epochs": Interval(1), "batch_size": Interval(1), "lr": Interval(0, None, "neither"),
+        "weight_decay": Interval(0), "pct_start": Interval(0, 1, "neither"), "grad_clip": Interval(0, None, "neither"),
+        "patience": Interval(1), "num_workers": Interval(0), "focal_gamma": Interval(0),
+    }
 
     epochs: int = 10
     batch_size: int = 256
@@ -32,8 +39,9 @@ class TrainConfig:
     pct_start: float = 0.3
     grad_clip: float = 1.0
     patience: int = 3
-    monitor: str = "val_auc"
-    monitor_mode: Literal["max", "min"] = "max"
+    monitor: str = "val_auc"  # one of the validation metrics the domain declares
+    # "auto": from the metric (the domain says whether higher or lower is better; val_loss: lower)
+    monitor_mode: Literal["auto", "max", "min"] = "auto"
     amp: bool = True
     num_workers: int = 0
     loss: Literal["weighted_ce", "ce", "focal"] = "weighted_ce"
@@ -41,17 +49,22 @@ class TrainConfig:
     seed: int = 0
     keep_checkpoints: bool = False  # keep the run's checkpoint folder after it finished
 
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError("epochs must be at least 1")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if not (self.lr > 0):
-            raise ValueError("lr must be positive")
-        if not (0 < self.pct_start < 1):
-            raise ValueError("pct_start must lie strictly between 0 and 1")
-        if self.patience < 1:
-            raise ValueError("patience must be at least 1")
+
+def resolve_monitor(cfg: TrainConfig, directions: Mapping[str, Literal["max", "min"]], section: str) -> None:
+    """Check `cfg.monitor` against the validation metrics a stage reports and set its mode from the metric.
+
+    Before any epoch runs: a misspelt metric would otherwise surface after the first epoch, and a mode
+    that contradicts the metric (val_loss with max) would silently keep the worst weights.
+    """
+    if cfg.monitor not in directions:
+        raise ValueError(f"{section}.monitor {cfg.monitor!r} is not a validation metric of this stage "
+                         f"(choose from: {', '.join(sorted(directions))})")
+    derived = directions[cfg.monitor]
+    if cfg.monitor_mode not in ("auto", derived):
+        better = "higher" if derived == "max" else "lower"
+        raise ValueError(f"{section}.monitor_mode {cfg.monitor_mode!r} contradicts {cfg.monitor} ({better} is "
+                         f"better): leave it out (auto) or set {derived}")
+    cfg.monitor_mode = derived
 
 
 @dataclass
@@ -208,7 +221,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=cfg.pct_start
         )
-        sign = 1.0 if cfg.monitor_mode == "max" else -1.0
+        mode = cfg.monitor_mode if cfg.monitor_mode != "auto" else ("min" if cfg.monitor.endswith("loss") else "max")
+        sign = 1.0 if mode == "max" else -1.0
         start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
         history: list[dict[str, float]] = []
         best_state = None

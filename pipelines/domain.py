@@ -29,6 +29,8 @@ class Domain(Protocol):
     model_name: str
     key_metric: str
     config_cls: type
+    # config section of a TrainConfig -> {validation metric: "max" or "min"}: what its `monitor` may name
+    validation_metrics: dict[str, dict[str, str]]
 
     def synthesize(self, out: Path, scale: str, seed: int) -> Path:
         """Write a synthetic dataset in the domain's real input format; return what `--data` takes."""

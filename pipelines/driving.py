@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,12 +30,14 @@ from apps.driving.dataset import (
 )
 from apps.driving.figures import bev_detections_figure, camera_detections_figure
 from apps.driving.kitti import DONTCARE, KittiObject, find_frames, kitti_split_dir
-from apps.driving.kitti_eval import evaluate_kitti, precision_recall_table
+from apps.driving.kitti_eval import evaluate_kitti, kitti_metric_names, precision_recall_table
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
 from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames, paint_frames
+from apps.driving.split import DrivingDataConfig, split_frames
 from common import distributed
 from common.augment_seeding import worker_init_fn
+from common.config import Constraints, Interval
 from common.errors import InputError
 from common.plotting import learning_curves_figure
 from common.trainer import TrainConfig, Trainer, move_to_device, seed_everything
@@ -46,39 +49,28 @@ REVERSED_HEADING_DEG = 90.0  # a matched car whose heading is off by more than t
 
 
 @dataclass
-class DrivingDataConfig:
-    """Frames into train/val/test: ImageSets/{train,val,test}.txt when all three exist, else a seeded shuffle."""
-
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    split_seed: int = 0
-    use_image_sets: bool = True
-
-    def validate(self) -> None:
-        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
-            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
-
-
-@dataclass
 class CameraAugmentConfig:
-    flip_p: float = 0.5  # horizontal flip of image and 2D boxes together
+    CONSTRAINTS: ClassVar[Constraints] = {"flip_p": Interval(0, 1)}
 
-    def validate(self) -> None:
-        if not 0 <= self.flip_p <= 1:
-            raise ValueError("flip_p must be in [0, 1]")
+    flip_p: float = 0.5  # horizontal flip of image and 2D boxes together
 
 
 @dataclass
 class DrivingConfig:
+    """The driving pipeline's settings; these defaults are `configs/driving.yaml`'s (a test keeps them equal)."""
+
     data: DrivingDataConfig = field(default_factory=DrivingDataConfig)
     grid: PillarGrid = field(default_factory=PillarGrid)
     model: DrivingModelConfig = field(default_factory=DrivingModelConfig)
     head: CenterHeadConfig = field(default_factory=CenterHeadConfig)
     augment: SceneAugmentConfig = field(default_factory=SceneAugmentConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(  # the LiDAR / fusion detector
+        epochs=30, batch_size=4, lr=2e-3, weight_decay=0.01, grad_clip=10.0, patience=8, monitor="val_ap_bev_50"))
     camera: CameraConfig = field(default_factory=CameraConfig)
     camera_augment: CameraAugmentConfig = field(default_factory=CameraAugmentConfig)
-    camera_train: TrainConfig = field(default_factory=TrainConfig)
+    camera_train: TrainConfig = field(default_factory=lambda: TrainConfig(  # YOLOX, trained first
+        epochs=30, batch_size=8, lr=3e-3, weight_decay=0.05, pct_start=0.2, grad_clip=10.0, patience=30,
+        monitor="val_ap_2d"))
 
     def validate(self) -> None:
         cells = 2 ** len(self.model.backbone_channels)  # every backbone stage halves the grid
@@ -86,54 +78,6 @@ class DrivingConfig:
         if ny % cells or nx % cells:
             raise ValueError(f"the pillar grid ({nx} x {ny} from grid.point_cloud_range / grid.pillar_size) must "
                              f"divide by {cells} for {len(self.model.backbone_channels)} backbone stages")
-
-
-def _seeded_split(ids: list[str], fractions: tuple[float, ...], seed: int) -> list[list[str]]:
-    """Shuffle `ids` and cut off one part per fraction (each at least one frame); the rest comes first."""
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    sizes = [max(1, int(round(len(ids) * f))) for f in fractions]
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(sorted(order[start:start + size]))
-        start += size
-    return [sorted(order[start:]), *parts]
-
-
-def split_frames(root: Path, frame_ids: list[str], cfg: DrivingDataConfig) -> tuple[list[str], list[str], list[str]]:
-    """Train/val/test frame ids of the labelled frames; a frame is never in two splits.
-
-    With ImageSets/train.txt and val.txt, those are used; test.txt too when it lists labelled frames of
-    this folder (the common KITTI ImageSets list `testing/` frames, which have no labels), else the val
-    list is halved into val and test. Without ImageSets: a seeded shuffle.
-    """
-    if len(frame_ids) < 3:
-        raise InputError(root, f"need at least 3 labelled frames to split train/val/test, found {len(frame_ids)}")
-    root = Path(root)
-    sets = root / "ImageSets"
-    if (root / "velodyne").is_dir() and not sets.is_dir():  # `--data` is training/ itself: look beside it
-        sets = root.parent / "ImageSets"
-    if not (cfg.use_image_sets and all((sets / f"{name}.txt").is_file() for name in ("train", "val"))):
-        train, val, test = _seeded_split(frame_ids, (cfg.val_fraction, cfg.test_fraction), cfg.split_seed)
-        return train, val, test
-    labelled = set(frame_ids)
-    train, val = (find_frames(root, split=name) for name in ("train", "val"))
-    test = []
-    if (sets / "test.txt").is_file():
-        listed = (sets / "test.txt").read_text().split()
-        if listed and set(listed) <= labelled:
-            test = sorted(dict.fromkeys(listed))
-    if not test:
-        if len(val) < 2:
-            raise InputError(sets / "val.txt", "lists fewer than 2 frames: cannot carve a test split from it")
-        val, test = _seeded_split(val, (0.5,), cfg.split_seed)
-        print(f"ImageSets/test.txt absent or not labelled frames of {root}: half of val.txt is the test split")
-    overlap = (set(train) & (set(val) | set(test))) | (set(val) & set(test))
-    if overlap:
-        raise InputError(sets, f"{len(overlap)} frame(s) are in two ImageSets lists, e.g. {sorted(overlap)[0]}")
-    unlabelled = sorted((set(train) | set(val)) - labelled)
-    if unlabelled:
-        raise InputError(sets, f"{len(unlabelled)} listed frame(s) have no label_2 file, e.g. {unlabelled[0]}")
-    return train, val, test
 
 
 def heading_metrics(truth: dict[str, list[KittiObject]], detections: dict[str, list[KittiObject]]
@@ -208,6 +152,13 @@ class DrivingPipeline:
     model_name = "driving-fusion-detector"
     key_metric = "test_ap_bev"
     config_cls = DrivingConfig
+    # what each stage's validation reports (the names `train.monitor` and `camera_train.monitor` may take)
+    # and which way each is better
+    validation_metrics = {
+        "train": {"val_loss": "min", **{f"val_{name}": "max" for name in kitti_metric_names()},
+                  "val_heading_error_deg": "min", "val_heading_reversed": "min"},
+        "camera_train": {"val_loss": "min", "val_ap_2d": "max"},
+    }
 
     def synthesize(self, out: Path, scale: str, seed: int) -> Path:
         return synthetic.write_synthetic_kitti(out, scale, seed)
@@ -275,9 +226,7 @@ class DrivingPipeline:
 
     def score(self, python_model: DrivingPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
               context: Path | None = None, engine=None) -> str:
-        if not isinstance(python_model, DrivingPyfuncModel):
-            raise InputError(None, f"the model is a {type(python_model).__name__}, not a driving model")
-        return python_model.score_file(input_path, output_path, batch_size, engine)
+        return DrivingPyfuncModel.expect(python_model).score_file(input_path, output_path, batch_size, engine)
 
 
 DOMAIN = DrivingPipeline()

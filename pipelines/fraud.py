@@ -22,10 +22,11 @@ from apps.fraud.features import (
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
 from apps.fraud.scorer import CONTEXT_ROWS_PARAM, FraudPyfuncModel, FraudScorer, make_batches, predict_rows
+from apps.fraud.split import FraudDataConfig, temporal_split
 from common import distributed
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
-from common.metrics import best_f1_threshold, binary_metrics, roc_pr_curves
+from common.metrics import best_f1_threshold, binary_metric_names, binary_metrics, roc_pr_curves
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
 from pipelines.domain import TrainedModel
@@ -35,36 +36,13 @@ MLFLOW_ENTRY = str(Path(fraud_app.__file__).parent / "mlflow_entry.py")
 
 
 @dataclass
-class FraudDataConfig:
-    """Temporal split: the latest steps are held out for validation and test."""
-
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-
-    def validate(self) -> None:
-        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
-            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
-
-
-@dataclass
 class FraudConfig:
+    """The fraud pipeline's settings; these defaults are `configs/fraud.yaml`'s (a test keeps them equal)."""
+
     data: FraudDataConfig = field(default_factory=FraudDataConfig)
     features: FraudFeatureConfig = field(default_factory=FraudFeatureConfig)
     model: FraudModelConfig = field(default_factory=FraudModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def temporal_split(step: np.ndarray, val_fraction: float, test_fraction: float) -> tuple[np.ndarray, ...]:
-    """Row indices of train/val/test, cut at step boundaries so no step is in two splits."""
-    steps, counts = np.unique(step, return_counts=True)
-    if len(steps) < 3:
-        raise InputError(None, f"need at least 3 distinct steps to split by time, found {len(steps)}")
-    share = np.cumsum(counts) / counts.sum()
-    train_end = steps[min(np.searchsorted(share, 1 - val_fraction - test_fraction), len(steps) - 3)]
-    val_end = steps[max(min(np.searchsorted(share, 1 - test_fraction), len(steps) - 2),
-                        np.searchsorted(steps, train_end) + 1)]
-    rows = np.arange(len(step))
-    return rows[step <= train_end], rows[(step > train_end) & (step <= val_end)], rows[step > val_end]
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, batch_size=512, monitor="val_pr_auc"))
 
 
 def find_transactions_file(data: Path) -> Path:
@@ -92,6 +70,9 @@ class FraudPipeline:
     model_name = "fraud-lstm-gat"
     key_metric = "test_auc"
     config_cls = FraudConfig
+    # what validation reports (the names `train.monitor` may take) and which way each is better
+    validation_metrics = {"train": {"val_loss": "min",
+                                    **{f"val_{name}": "max" for name in binary_metric_names(RECALL_FPRS)}}}
 
     def synthesize(self, out: Path, scale: str, seed: int) -> Path:
         return synthetic.write_synthetic_paysim(out, scale, seed)
@@ -160,10 +141,8 @@ class FraudPipeline:
     def score(self, python_model: FraudPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
               context: Path | None = None, engine=None) -> str:
         """`context`: a PaySim file or a folder of them, earlier transactions that feed histories only."""
-        if not isinstance(python_model, FraudPyfuncModel):
-            raise InputError(None, f"the model is a {type(python_model).__name__}, not a fraud model")
-        return python_model.score_file(find_transactions_file(input_path), output_path, batch_size, context,
-                                        engine)
+        return FraudPyfuncModel.expect(python_model).score_file(find_transactions_file(input_path), output_path,
+                                                                batch_size, engine, context)
 
 
 DOMAIN = FraudPipeline()

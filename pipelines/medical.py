@@ -29,11 +29,11 @@ from apps.medical.model import MedicalModelConfig, build_medical_model
 from apps.medical.patches import AugmentConfig, PatchConfig, train_augmentations
 from apps.medical.reader import read_luna16_excluded_in
 from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patches
+from apps.medical.split import MedicalDataConfig, split_scans, subsample_negatives
 from common import distributed, tracking
 from common.augment_seeding import worker_init_fn
-from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
-from common.metrics import best_f1_threshold, binary_metrics, roc_pr_curves
+from common.metrics import best_f1_threshold, binary_metric_names, binary_metrics, roc_pr_curves
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
 from common.trainer import TrainConfig, Trainer, seed_everything
 from pipelines.domain import TrainedModel
@@ -41,68 +41,23 @@ from pipelines.domain import TrainedModel
 MLFLOW_ENTRY = str(Path(medical_app.__file__).parent / "mlflow_entry.py")
 
 
-@dataclass
-class MedicalDataConfig:
-    """Split by scan (never a patient in two splits) and how many negatives training keeps."""
-
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    train_negatives_per_positive: int = 5  # 0 keeps all; validation and test always keep every candidate
-    balanced_sampling: bool = False
-    split_seed: int = 0
-
-    def validate(self) -> None:
-        if not (0 < self.val_fraction < 0.5 and 0 < self.test_fraction < 0.5):
-            raise ValueError("val_fraction and test_fraction must each lie in (0, 0.5)")
-        if self.train_negatives_per_positive < 0:
-            raise ValueError("train_negatives_per_positive must be >= 0")
-
-
 DENSENET_MIN_VOXELS = 32  # DenseNet121 halves the patch five times; smaller patches fail deep inside MONAI
 
 
 @dataclass
 class MedicalConfig:
+    """The medical pipeline's settings; these defaults are `configs/medical.yaml`'s (a test keeps them equal)."""
+
     data: MedicalDataConfig = field(default_factory=MedicalDataConfig)
-    patch: PatchConfig = field(default_factory=PatchConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: MedicalModelConfig = field(default_factory=MedicalModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    patch: PatchConfig = field(default_factory=lambda: PatchConfig(size_mm=24.0))  # 24³ voxels: CI-sized
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(affine_p=0.1))
+    model: MedicalModelConfig = field(default_factory=lambda: MedicalModelConfig(pool_size=3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=32, lr=1e-3, patience=10))
 
     def validate(self) -> None:
         if self.model.name == "densenet121" and self.patch.size_vox < DENSENET_MIN_VOXELS:
             raise ValueError(f"densenet121 needs patches of at least {DENSENET_MIN_VOXELS} voxels a side, got "
                              f"{self.patch.size_vox}; add --set patch.size_mm=32")
-
-
-def split_scans(candidates: pd.DataFrame, cfg: MedicalDataConfig) -> tuple[list[str], list[str], list[str]]:
-    """Scans into train/val/test, stratified so every split has scans with nodules."""
-    has_nodule = candidates.groupby("seriesuid", sort=True)["class"].max()
-    rng = np.random.default_rng(cfg.split_seed)
-    splits: tuple[list[str], list[str], list[str]] = ([], [], [])
-    for flag in (1, 0):
-        uids = rng.permutation(has_nodule.index[has_nodule == flag].to_numpy())
-        n_val = int(round(len(uids) * cfg.val_fraction))
-        n_test = int(round(len(uids) * cfg.test_fraction))
-        if flag == 1:
-            if len(uids) < 3:
-                raise InputError(None, "need at least 3 scans with a nodule candidate to split by scan, "
-                                       f"found {len(uids)}")
-            n_val, n_test = max(n_val, 1), max(n_test, 1)
-        splits[1].extend(uids[:n_val])
-        splits[2].extend(uids[n_val:n_val + n_test])
-        splits[0].extend(uids[n_val + n_test:])
-    return splits
-
-
-def subsample_negatives(candidates: pd.DataFrame, per_positive: int, seed: int) -> pd.DataFrame:
-    """All positives and at most `per_positive` negatives for each (0 keeps everything)."""
-    if per_positive == 0:
-        return candidates
-    positives = candidates[candidates["class"] == 1]
-    negatives = candidates[candidates["class"] == 0]
-    keep = min(len(negatives), per_positive * max(len(positives), 1))
-    return pd.concat([positives, negatives.sample(n=keep, random_state=seed)]).sort_index()
 
 
 def froc_of(candidates: pd.DataFrame, probs: np.ndarray, annotations: pd.DataFrame, uids: list[str],
@@ -117,6 +72,9 @@ class MedicalPipeline:
     model_name = "medical-nodule-3dcnn"
     key_metric = "test_cpm"
     config_cls = MedicalConfig
+    # what validation reports (the names `train.monitor` may take) and which way each is better
+    validation_metrics = {"train": {"val_loss": "min", "val_cpm": "max",
+                                    **{f"val_{name}": "max" for name in binary_metric_names(())}}}
 
     def synthesize(self, out: Path, scale: str, seed: int) -> Path:
         return synthetic.write_synthetic_luna16(out, scale, seed)
@@ -199,9 +157,7 @@ class MedicalPipeline:
 
     def score(self, python_model: MedicalPyfuncModel, input_path: Path, output_path: Path, batch_size: int,
               context: Path | None = None, engine=None) -> str:
-        if not isinstance(python_model, MedicalPyfuncModel):
-            raise InputError(None, f"the model is a {type(python_model).__name__}, not a medical model")
-        return python_model.score_file(input_path, output_path, batch_size, engine)
+        return MedicalPyfuncModel.expect(python_model).score_file(input_path, output_path, batch_size, engine)
 
 
 DOMAIN = MedicalPipeline()

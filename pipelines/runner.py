@@ -7,6 +7,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 
@@ -14,8 +15,9 @@ import mlflow
 from common import distributed, tracking
 from common.config import flatten_config, load_config
 from common.data_identity import data_fingerprint
-from common.errors import InputError
+from common.errors import ConfigError, InputError
 from common.io import atomic_dir, atomic_path
+from common.trainer import resolve_monitor
 from pipelines.domain import Domain
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -120,9 +122,23 @@ def check_launch(domain: str, data: Path | None, config: Path | None, overrides:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InputError(None, f"--rdzv-endpoint must be HOST:PORT, got {rdzv_endpoint!r}")
     pipeline = get_domain(domain)
-    load_config(pipeline.config_cls, config or CONFIG_DIR / f"{pipeline.name}.yaml", overrides)
+    load_domain_config(pipeline, config, overrides)
     if data is not None and not Path(data).exists():
         raise InputError(data, "data path not found")
+
+
+def load_domain_config(domain: Domain, config: Path | None, overrides: list[str]) -> Any:
+    """The domain's config (its YAML, or `config`, plus `--set`), with every stage's `monitor` checked
+    against the metrics that stage validates on and its mode taken from the metric: before any epoch."""
+    path = Path(config) if config else CONFIG_DIR / f"{domain.name}.yaml"
+    cfg = load_config(domain.config_cls, path, overrides)
+    for section, directions in domain.validation_metrics.items():
+        try:
+            resolve_monitor(getattr(cfg, section), directions, section)
+        except ValueError as exc:
+            sets = [item for item in overrides if item.split("=", 1)[0].strip().startswith(f"{section}.monitor")]
+            raise ConfigError(f"--set {sets[-1]}" if sets else path, str(exc)) from None
+    return cfg
 
 
 def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrides: list[str],
@@ -133,7 +149,7 @@ def run_pipeline(domain: Domain, data: Path | None, config: Path | None, overrid
     Checkpoints live in `checkpoints/<experiment>/<run_id>/`, so runs of one experiment never touch
     each other's; `resume` continues the newest unfinished one, `resume_run` a given one.
     """
-    cfg = load_config(domain.config_cls, config or CONFIG_DIR / f"{domain.name}.yaml", overrides)
+    cfg = load_domain_config(domain, config, overrides)
     distributed.init_distributed()  # no-op unless started by torchrun
     main = distributed.is_main_process()
     experiment = experiment or domain.name

@@ -243,8 +243,7 @@ def test_medical_submission_writer_round_trips(rows):
         def score_folder(self, root, batch_size, engine=None):
             return scores.copy()
 
-    model = MedicalPyfuncModel()
-    model.scorer = Fixed()
+    model = MedicalPyfuncModel.from_scorer(Fixed())
     out = _scratch() / "submission.csv"
     model.score_file(out.parent, out, 8)
     back = read_luna16_table(out, tuple(OUTPUT_COLUMNS), tuple(OUTPUT_COLUMNS[1:]))

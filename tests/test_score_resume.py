@@ -98,3 +98,57 @@ def test_another_job_refuses_to_mix(tmp_path):
         PartialResults(tmp_path / "out.csv", {"model": "b", "input": "x"}).open()
     PartialResults(tmp_path / "out.csv", {"model": "a", "input": "x"}).open()  # the same job: fine
     assert Path(tmp_path / "out.csv.partial" / "manifest.json").is_file()
+
+
+# Fraud scores in one process in parts of rows (apps.fraud.scorer.ROWS_PER_PART, 262,144): the job runs
+# with 500-row parts, each held back 0.2 s, so that a 5,000-row file has ten parts and time to be killed.
+_SMALL_PARTS = ("import time, runpy, apps.fraud.scorer as s; s.ROWS_PER_PART = 500; f = s.predict_rows; "
+                "s.predict_rows = lambda *a, **k: (time.sleep(0.2), f(*a, **k))[1]; "
+                "runpy.run_module('pipelines', run_name='__main__')")
+
+
+@pytest.fixture(scope="module")
+def fraud_job(tmp_path_factory):
+    from apps.fraud.features import FraudFeatureConfig, Standardizer, build_tables, time_order
+    from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
+    from apps.fraud.scorer import FraudScorer
+    from apps.fraud.synthetic import SyntheticScale, generate_paysim
+    from pipelines.fraud import MLFLOW_ENTRY
+
+    root = tmp_path_factory.mktemp("fraud_score_resume")
+    raw = generate_paysim(SyntheticScale(n_customers=600, n_merchants=200, n_agents=30, n_mules=12, n_steps=96,
+                                         approx_rows=5_000), seed=5)
+    raw.to_csv(root / "day.csv", index=False)
+    torch.manual_seed(0)
+    features = FraudFeatureConfig()
+    tables = build_tables(raw.iloc[time_order(raw)].reset_index(drop=True), features)
+    network = FraudLSTMGAT(FraudModelConfig(hidden=16, gat_heads=2), FraudInputSizes.from_features())
+    bundle = FraudScorer(network, features, Standardizer.fit(tables.row), 0.5).save(root / "bundle")
+    mlflow.pyfunc.save_model(str(root / "model"), python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+                             pip_requirements=[])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    args = ["score", "fraud", "--model", str(root / "model"), "--input", str(root / "day.csv")]
+    straight = subprocess.run([sys.executable, "-c", _SMALL_PARTS, *args, "--output", str(root / "straight.csv")],
+                              env=env, capture_output=True, text=True, timeout=600)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    return root, args, env
+
+
+def test_killed_fraud_scoring_resumes_from_its_row_parts_to_the_same_bytes(fraud_job):
+    root, args, env = fraud_job
+    out = root / "killed.csv"
+    command = [sys.executable, "-c", _SMALL_PARTS, *args, "--output", str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 300
+    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(list(partial.glob("part-*.pkl")))
+    assert 2 <= kept < 10 and not out.exists(), f"killed mid-job: {kept} of 10 parts kept, no output yet"
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert out.read_bytes() == (root / "straight.csv").read_bytes()
+    assert not partial.exists()

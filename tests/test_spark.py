@@ -66,6 +66,41 @@ def test_medical_spark_equals_local(env, tmp_path):
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
+def test_medical_under_spark_submit_equals_local(env, tmp_path):
+    """`spark-submit pipelines/__main__.py score ...`: spark-submit starts the JVM and its master rules;
+    the suite joins that session (and leaves it to spark-submit to stop) and writes the same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    from broken_inputs import write_luna16
+
+    from apps.medical.model import MedicalModelConfig, build_medical_model
+    from apps.medical.patches import PatchConfig
+    from apps.medical.scorer import MedicalScorer
+    from pipelines.medical import MLFLOW_ENTRY
+
+    torch.manual_seed(0)
+    data = write_luna16(tmp_path / "luna")
+    cfg = MedicalModelConfig()
+    bundle = MedicalScorer(build_medical_model(cfg), cfg, PatchConfig(), 0.5).save(tmp_path / "bundle")
+    model = save_model(tmp_path / "model", MLFLOW_ENTRY, bundle)
+    local = score(env, "medical", model, data, tmp_path / "local.csv")
+    assert local.code == 0, local.stderr[-2000:]
+    submit = Path(sys.executable).parent / "spark-submit"
+    entry = Path(__file__).resolve().parents[1] / "pipelines" / "__main__.py"
+    job = subprocess.run(
+        [str(submit), "--master", "local[2]", "--conf", "spark.ui.enabled=false", str(entry), "score", "medical",
+         "--model", model, "--input", str(data), "--output", str(tmp_path / "submitted.csv"), "--engine", "spark",
+         "--partitions", "2"],
+        env={**os.environ, **env, **ENV, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+             "PYTHONPATH": str(entry.parents[1])},
+        capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert spark_tasks(Result(job.returncode, job.stdout, job.stderr)) == 2
+    assert (tmp_path / "submitted.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
+
+
 def test_driving_spark_equals_local(env, tmp_path):
     from apps.driving.camera import CameraDetector
     from apps.driving.model import PointPillarsNet

@@ -11,6 +11,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import mmcv
 import numpy as np
@@ -27,6 +28,7 @@ from torch.utils.data import Dataset
 
 from apps.driving.dataset import DrivingFrame, OwnGenerator
 from apps.driving.kitti import KittiCalib
+from common.config import Constraints, Interval
 
 # mmdet 3.3 still calls torch.cuda.amp.autocast and meshgrid without indexing: noise for our users, not news.
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"mmdet\.")
@@ -42,6 +44,12 @@ _ACT = dict(type="Swish")
 class CameraConfig:
     """Size and input resolution of the 2D detector, and how its detections become a score map."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "image_scale": Interval(0.1, 1), "deepen_factor": Interval(0, None, "neither"),
+        "widen_factor": Interval(0, None, "neither"), "score_threshold": Interval(0, 1, "left"),
+        "nms_iou": Interval(0, 1, "right"), "max_detections": Interval(1),
+    }
+
     image_scale: float = 0.5  # images are resized by this before the detector (KITTI 1242x375 → 621x188)
     deepen_factor: float = 0.33  # YOLOX-tiny depth
     widen_factor: float = 0.25  # YOLOX-tiny is 0.375; narrower trains in CI time on a CPU
@@ -49,13 +57,6 @@ class CameraConfig:
     nms_iou: float = 0.5
     max_detections: int = 50
 
-    def validate(self) -> None:
-        if not 0.1 <= self.image_scale <= 1.0:
-            raise ValueError(f"image_scale must be in [0.1, 1], got {self.image_scale}")
-        if self.deepen_factor <= 0 or self.widen_factor <= 0:
-            raise ValueError("deepen_factor and widen_factor must be positive")
-        if not 0 <= self.score_threshold < 1 or not 0 < self.nms_iou <= 1 or self.max_detections < 1:
-            raise ValueError("score_threshold in [0, 1), nms_iou in (0, 1], max_detections ≥ 1")
 
 
 def yolox_config(cfg: CameraConfig, num_classes: int = 1) -> dict:

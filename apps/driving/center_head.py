@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from apps.driving.pillars import PillarGrid
+from common.config import Constraints, Interval
 
 OUTPUT_STRIDE = 2  # the head sees the first backbone stage's grid: 2 × 2 pillars a cell
 BOX_CHANNELS = 8  # L1-regressed: dx, dy, z, log l, log w, log h, sin 2·yaw, cos 2·yaw
@@ -36,6 +38,12 @@ DIRECTION_PERIOD = 2 * math.pi / DIRECTION_BINS  # the heading span of one bin (
 class CenterHeadConfig:
     """How targets are drawn and detections decoded."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "min_radius": Interval(0), "max_objects": Interval(1), "top_k": Interval(1), "regression_weight": Interval(0),
+        "score_threshold": Interval(0, 1, "left"), "nms_iou": Interval(0, 1, "right"),
+        "direction_weight": Interval(0), "direction_offset": Interval(-math.pi, math.pi),
+    }
+
     min_radius: int = 2  # heatmap gaussian radius floor, cells
     max_objects: int = 64  # per frame
     regression_weight: float = 2.0
@@ -45,13 +53,6 @@ class CenterHeadConfig:
     direction_weight: float = 0.5  # of the direction bin's cross-entropy in the loss
     direction_offset: float = math.pi / 2  # heading (LiDAR yaw) where the two direction bins meet
 
-    def validate(self) -> None:
-        if self.min_radius < 0 or self.max_objects < 1 or self.top_k < 1:
-            raise ValueError("max_objects and top_k must be positive, min_radius non-negative")
-        if self.direction_weight < 0 or not -math.pi <= self.direction_offset <= math.pi:
-            raise ValueError("direction_weight must be >= 0 and direction_offset in [-π, π]")
-        if not 0 <= self.score_threshold < 1 or not 0 < self.nms_iou <= 1:
-            raise ValueError("score_threshold must be in [0, 1) and nms_iou in (0, 1]")
 
 
 def _gaussian_radius(length_cells: float, width_cells: float, min_overlap: float = 0.1) -> float:

@@ -7,6 +7,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from apps.driving.boxes import BEV_COLUMNS, bev_iou, boxes3d_camera_to_lidar, po
 from apps.driving.center_head import CenterTargets
 from apps.driving.kitti import KittiCalib, KittiObject, check_frame_id, read_frame
 from apps.driving.pillars import Pillarizer
+from common.config import Constraints, Interval
 from common.errors import InputError
 
 TARGET_CLASS = "Car"
@@ -216,16 +218,13 @@ class Compose:
 class SceneAugmentConfig:
     """Global augmentations of KITTI PointPillars (flip, rotation, scale)."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {"paste_cars": Interval(0), "flip_p": Interval(0, 1),
+                                          "rotate_rad": Interval(0), "scale_delta": Interval(0, 1, "left")}
+
     paste_cars: int = 12  # fill each training scene up to this many cars from other frames (0: off)
     flip_p: float = 0.5
     rotate_rad: float = 0.785  # ±π/4
     scale_delta: float = 0.05
-
-    def validate(self) -> None:
-        if self.paste_cars < 0:
-            raise ValueError("paste_cars must be >= 0")
-        if not 0 <= self.flip_p <= 1 or self.rotate_rad < 0 or not 0 <= self.scale_delta < 1:
-            raise ValueError("flip_p in [0, 1], rotate_rad ≥ 0, scale_delta in [0, 1)")
 
 
 def scene_augmentations(cfg: SceneAugmentConfig, seed: int, frames: Sequence[DrivingFrame] = ()) -> Compose:

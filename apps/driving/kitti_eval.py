@@ -530,6 +530,18 @@ def precision_recall_table(
     return pd.DataFrame({"recall": recall, "precision": precision})
 
 
+def kitti_metric_names() -> list[str]:
+    """The keys `evaluate_kitti` returns, known before any data (configs name them)."""
+    names = []
+    for metric in METRICS:
+        for iou in (CAR_IOU, LOOSE_IOU):
+            for level in LEVELS:
+                names.append(_name(f"ap_{metric}", iou, level, moderate_plain=True))
+                if metric == "2d" and iou == CAR_IOU:
+                    names.append(_name("aos", iou, level, moderate_plain=True))
+    return [*names, "recall"]
+
+
 def evaluate_kitti(
     gt: dict[str, list[KittiObject]], dt: dict[str, list[KittiObject]], cls: str = "Car"
 ) -> dict[str, float]:

@@ -6,17 +6,17 @@ fusion detector (`fusion: painting`) or the LiDAR-only ablation (`fusion: none`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from apps.driving.center_head import HEAD_MAP_CHANNELS
 from apps.driving.pillars import PillarFeatureNet, PillarGrid, scatter_to_bev
+from common.config import Constraints, Each, Interval
 
 RAW_POINT_FEATURES = 4  # x, y, z, reflectance
 PAINTED_FEATURES = 1  # the camera's car score at the point's pixel
-FUSION_MODES = ("painting", "none")
 _HEATMAP_PRIOR = 0.01  # initial centre probability, so the focal loss starts stable (RetinaNet's prior)
 
 
@@ -24,19 +24,14 @@ _HEATMAP_PRIOR = 0.01  # initial centre probability, so the focal loss starts st
 class DrivingModelConfig:
     """Widths of the LiDAR network and whether points are painted with camera scores."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {"pfn_channels": Interval(1), "head_channels": Interval(1),
+                                          "layers_per_stage": Interval(1), "backbone_channels": Each(Interval(1))}
+
     fusion: Literal["painting", "none"] = "painting"
     pfn_channels: int = 32
     backbone_channels: list[int] = field(default_factory=lambda: [32, 64])  # per stage; stage i has stride 2^(i+1)
     layers_per_stage: int = 3
     head_channels: int = 64
-
-    def validate(self) -> None:
-        if self.fusion not in FUSION_MODES:
-            raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, got {self.fusion!r}")
-        if self.pfn_channels < 1 or self.head_channels < 1 or self.layers_per_stage < 1:
-            raise ValueError("pfn_channels, head_channels and layers_per_stage must be positive")
-        if not self.backbone_channels or min(self.backbone_channels) < 1:
-            raise ValueError(f"backbone_channels must be positive integers, got {self.backbone_channels}")
 
     @property
     def point_features(self) -> int:

@@ -6,10 +6,13 @@ The grid follows the LiDAR frame: columns are x (forward), rows are y (left), as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+
+from common.config import Constraints, Each, Interval
 
 # Per-point features PointPillars adds to the raw ones: offsets to the pillar's point mean (3) and centre (3).
 _DECORATION_FEATURES = 6
@@ -19,21 +22,21 @@ _DECORATION_FEATURES = 6
 class PillarGrid:
     """Where the detector looks and how finely: the KITTI PointPillars range, pillar size and point budget."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "point_cloud_range": Each(Interval(), length=6),  # x_min, y_min, z_min, x_max, y_max, z_max
+        "pillar_size": Each(Interval(0, None, "neither"), length=2),
+        "max_points_per_pillar": Interval(1), "max_pillars": Interval(1),
+    }
+
     point_cloud_range: list[float] = field(default_factory=lambda: [0.0, -39.68, -3.0, 69.12, 39.68, 1.0])
     pillar_size: list[float] = field(default_factory=lambda: [0.32, 0.32])  # x, y metres (z spans the range)
     max_points_per_pillar: int = 32
     max_pillars: int = 12000
 
     def validate(self) -> None:
-        if len(self.point_cloud_range) != 6:
-            raise ValueError("point_cloud_range must be [x_min, y_min, z_min, x_max, y_max, z_max]")
         lo, hi = np.array(self.point_cloud_range[:3]), np.array(self.point_cloud_range[3:])
         if np.any(hi <= lo):
             raise ValueError(f"point_cloud_range maxima must exceed minima, got {self.point_cloud_range}")
-        if len(self.pillar_size) != 2 or min(self.pillar_size) <= 0:
-            raise ValueError(f"pillar_size must be two positive sizes (x, y), got {self.pillar_size}")
-        if self.max_points_per_pillar < 1 or self.max_pillars < 1:
-            raise ValueError("max_points_per_pillar and max_pillars must be positive")
 
     @property
     def voxel_size(self) -> list[float]:

@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -20,6 +19,7 @@ from apps.driving.dataset import TARGET_CLASS, DrivingFrame, read_driving_frames
 from apps.driving.kitti import KittiObject, find_frames, kitti_split_dir, write_kitti_result
 from apps.driving.model import DrivingModelConfig, PointPillarsNet
 from apps.driving.pillars import PillarGrid, Pillarizer
+from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
 from common.io import atomic_dir
 from common.model_bundle import load_bundle, save_bundle
@@ -98,9 +98,7 @@ class DrivingScorer:
 
     @classmethod
     def load(cls, folder: str | Path) -> DrivingScorer:
-        state, spec = load_bundle(folder)
-        if spec.get("kind") != KIND:
-            raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a driving model")
+        state, spec = load_bundle(folder, KIND, "driving")
         model_cfg, grid, head = (DrivingModelConfig(**spec["model"]), PillarGrid(**spec["grid"]),
                                  CenterHeadConfig(**spec["head"]))
         head_maps = state.get("lidar.regression.weight")
@@ -161,8 +159,7 @@ class FrameChunk:
 
 def score_chunk(model: DrivingPyfuncModel | DrivingScorer, chunk: FrameChunk) -> dict[str, list[KittiObject]]:
     """What a scoring engine runs per part (a Spark task: with the model its worker loaded)."""
-    scorer = model.scorer if isinstance(model, DrivingPyfuncModel) else model
-    return scorer.score_chunk(chunk)
+    return scorer_of(model).score_chunk(chunk)
 
 
 def _refuse_overlap(split_dir: Path, output: Path) -> None:
@@ -190,11 +187,11 @@ def objects_to_frame(detections: dict[str, list[KittiObject]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
-class DrivingPyfuncModel(mlflow.pyfunc.PythonModel):
+class DrivingPyfuncModel(BundledModel):
     """MLflow face of DrivingScorer: a table of (`split_dir`, `frame_id`) in, one row per detected car out."""
 
-    def load_context(self, context) -> None:
-        self.scorer = DrivingScorer.load(context.artifacts["bundle"])
+    scorer_class = DrivingScorer
+    domain = "driving"
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or not {"split_dir", "frame_id"} <= set(model_input.columns):
@@ -204,7 +201,8 @@ class DrivingPyfuncModel(mlflow.pyfunc.PythonModel):
             frames.extend(read_driving_frames(split_dir, [str(frame_id)], desc="reading", labels=False))
         return objects_to_frame(self.scorer.detect(frames))
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None) -> str:
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None,
+                   context_path: Path | None = None) -> str:
         """KITTI result folder: one NNNNNN.txt per input frame (empty when nothing is found), written atomically."""
         started = time.perf_counter()
         split_dir, n_frames = self.scorer.score_folder(Path(input_path), Path(output_path), batch_size, engine)

@@ -1,6 +1,8 @@
 """Batches for the fraud model: rows of one snapshot window, their account histories and past graph."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -50,6 +52,20 @@ class WindowBatchSampler(Sampler[np.ndarray]):
         return len(self._batches())
 
 
+class WindowGraph(NamedTuple):
+    """The 2-hop past subgraph around a set of accounts, all from one snapshot window."""
+
+    accounts: np.ndarray       # (A,) sorted node ids of the accounts asked for
+    node_x: torch.Tensor       # (N, F_node) features of the subgraph's nodes
+    edge_index: torch.Tensor   # (2, E) relabelled to 0..N-1
+    edge_attr: torch.Tensor    # (E, F_edge)
+    position: torch.Tensor     # (A,) where each of `accounts` sits among the N nodes
+
+    def positions_of(self, nodes: np.ndarray) -> torch.Tensor:
+        """Subgraph positions of `nodes` (each one of `accounts`)."""
+        return self.position[torch.from_numpy(np.searchsorted(self.accounts, nodes))]
+
+
 class FraudBatches(Dataset):
     """`dataset[rows]` builds one model batch for an array of row indices (use with batch_size=None)."""
 
@@ -63,6 +79,13 @@ class FraudBatches(Dataset):
         return len(self.tables.step)
 
     def __getitem__(self, rows: np.ndarray) -> dict[str, object]:
+        batch = self.without_graph(rows)
+        if self.graph is not None:
+            batch.update(self._subgraph(np.asarray(rows)))
+        return batch
+
+    def without_graph(self, rows: np.ndarray) -> dict[str, object]:
+        """The batch's row, context and history inputs; the graph inputs come separately."""
         rows = np.asarray(rows)
         t = self.tables
         batch: dict[str, object] = {"row": self.row[rows], "context": torch.from_numpy(t.context[rows])}
@@ -70,9 +93,24 @@ class FraudBatches(Dataset):
             batch["label"] = self.labels[rows]
         if self.use_sequence:
             batch["sequence"], batch["sequence_length"] = self._sequences(rows)
-        if self.graph is not None:
-            batch.update(self._subgraph(rows))
         return batch
+
+    def window_graph(self, rows: np.ndarray) -> WindowGraph:
+        """The past graph around every account that `rows` (all of one snapshot window) touch.
+
+        Each account's 2-hop neighbourhood is whole in it, so a GAT run over it gives each of these
+        accounts the embedding it would get from the full snapshot; scoring runs the GAT once per window
+        on it, instead of once per batch on each batch's overlapping neighbourhoods.
+        """
+        t = self.tables
+        windows = np.unique(t.window[rows])
+        if len(windows) != 1:
+            raise ValueError("a fraud batch must hold rows of one snapshot window (use WindowBatchSampler)")
+        x, edge_index, edge_attr = self.graph.snapshot(int(windows[0]))
+        accounts = np.unique(np.concatenate([t.orig[rows], t.dest[rows]]))
+        subset, sub_edges, mapping, edge_mask = k_hop_subgraph(
+            torch.from_numpy(accounts), 2, edge_index, relabel_nodes=True, num_nodes=x.shape[0], directed=True)
+        return WindowGraph(accounts, x[subset], sub_edges, edge_attr[edge_mask], mapping)
 
     def _sequences(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tables
@@ -89,15 +127,7 @@ class FraudBatches(Dataset):
         return seq, torch.from_numpy(t.history_len[rows])
 
     def _subgraph(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        t = self.tables
-        windows = np.unique(t.window[rows])
-        if len(windows) != 1:
-            raise ValueError("a fraud batch must hold rows of one snapshot window (use WindowBatchSampler)")
-        x, edge_index, edge_attr = self.graph.snapshot(int(windows[0]))
-        seeds, inverse = np.unique(np.concatenate([t.orig[rows], t.dest[rows]]), return_inverse=True)
-        seeds = torch.from_numpy(seeds)
-        subset, sub_edges, mapping, edge_mask = k_hop_subgraph(
-            seeds, 2, edge_index, relabel_nodes=True, num_nodes=x.shape[0], directed=True)
-        position = mapping[torch.from_numpy(inverse)]
-        return {"node_x": x[subset], "edge_index": sub_edges, "edge_attr": edge_attr[edge_mask],
+        graph = self.window_graph(rows)
+        position = graph.positions_of(np.concatenate([self.tables.orig[rows], self.tables.dest[rows]]))
+        return {"node_x": graph.node_x, "edge_index": graph.edge_index, "edge_attr": graph.edge_attr,
                 "orig_pos": position[: len(rows)], "dest_pos": position[len(rows):]}

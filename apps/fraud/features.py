@@ -8,12 +8,14 @@ row's features or score.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from apps.fraud.reader import TRANSACTION_TYPES
+from common.config import Constraints, Interval
 
 OUTGOING_TYPES = ("CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
 RISKY_TYPES = ("CASH_OUT", "TRANSFER")
@@ -38,17 +40,12 @@ HOURS_PER_DAY = 24
 class FraudFeatureConfig:
     """How much history each transaction sees (section `features` of the fraud config)."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {"history_length": Interval(1), "snapshot_steps": Interval(1),
+                                          "max_neighbors": Interval(1)}
+
     history_length: int = 8
     snapshot_steps: int = 24
-    max_neighbors: int = 12
-
-    def validate(self) -> None:
-        if self.history_length < 1:
-            raise ValueError("history_length must be at least 1")
-        if self.snapshot_steps < 1:
-            raise ValueError("snapshot_steps must be at least 1")
-        if self.max_neighbors < 1:
-            raise ValueError("max_neighbors must be at least 1")
+    max_neighbors: int = 8
 
 
 def signed_log(x: np.ndarray) -> np.ndarray:

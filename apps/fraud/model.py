@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -14,26 +15,22 @@ from apps.fraud.features import (
     NODE_FEATURE_NAMES,
     ROW_FEATURE_NAMES,
 )
+from common.config import Constraints, Interval
 
 
 @dataclass
 class FraudModelConfig:
     """Architecture (section `model`); `sequence`/`graph` false gives the ablations."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {"hidden": Interval(4), "lstm_layers": Interval(1), "gat_heads": Interval(1),
+                                          "dropout": Interval(0, 1, "left")}
+
     sequence: bool = True
     graph: bool = True
-    hidden: int = 64
+    hidden: int = 32
     lstm_layers: int = 1
-    gat_heads: int = 4
+    gat_heads: int = 2
     dropout: float = 0.1
-
-    def validate(self) -> None:
-        if self.hidden < 4:
-            raise ValueError("hidden must be at least 4")
-        if self.gat_heads < 1 or self.lstm_layers < 1:
-            raise ValueError("gat_heads and lstm_layers must be at least 1")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must lie in [0, 1)")
 
 
 @dataclass
@@ -105,13 +102,17 @@ class FraudLSTMGAT(nn.Module):
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, h), nn.ReLU(), nn.Linear(h, 2))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, 2) logits. The graph comes as `node_x`, `edge_index`, `edge_attr` with `orig_pos`/`dest_pos`
+        (the batch's accounts in it), or as `orig_embedding`/`dest_embedding` (B, H) already encoded."""
         parts = [self.row_encoder(torch.cat([batch["row"], batch["context"]], 1))]
         if self.cfg.sequence:
             seq, length = batch["sequence"], batch["sequence_length"]
             b, sides, k, f = seq.shape
             enc = self.sequence_encoder(seq.reshape(b * sides, k, f), length.reshape(-1))
             parts.append(enc.reshape(b, -1))
-        if self.cfg.graph:
+        if self.cfg.graph and "orig_embedding" in batch:  # computed once for the batch's window (scoring)
+            parts += [batch["orig_embedding"], batch["dest_embedding"]]
+        elif self.cfg.graph:
             z = self.graph_encoder(batch["node_x"], batch["edge_index"], batch["edge_attr"])
             parts += [z[batch["orig_pos"]], z[batch["dest_pos"]]]
         return self.head(torch.cat(parts, 1))

@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -24,14 +23,18 @@ from apps.fraud.features import (
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
 from apps.fraud.reader import LABEL_COLUMNS, PAYSIM_COLUMNS, read_paysim, validate_paysim_frame
+from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
 from common.io import atomic_path
 from common.model_bundle import load_bundle, save_bundle
 
+KIND = "fraud-lstm-gat"  # the bundle spec's kind
 SCORE_COLUMN = "fraud_probability"
 # pyfunc param: the first `context_rows` rows of the model input are earlier transactions (history only).
 CONTEXT_ROWS_PARAM = "context_rows"
 # What the features read; context rows keep only these, so extra or label columns never get in the way.
+# Input rows a killed local scoring job can lose at most (each part is kept in `<output>.partial/`).
+ROWS_PER_PART = 1 << 18
 FEATURE_COLUMNS = tuple(c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS)
 CONTEXT_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 
@@ -46,22 +49,54 @@ def make_batches(tables: TransactionTables, df_in_time_order: pd.DataFrame, stan
 
 @torch.no_grad()
 def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray, batch_size: int,
-                 progress: bool = False) -> np.ndarray:
-    """Fraud probability for each of `rows` (indices into `batches`), in the order given."""
+                 progress: bool = False, graph_once_per_window: bool = True) -> np.ndarray:
+    """Fraud probability for each of `rows` (indices into `batches`), in the order given.
+
+    The GAT runs once per snapshot window, over the past graph around every account the window's rows
+    touch, and each batch gathers its accounts' embeddings (`graph_once_per_window=False`: once per
+    batch over that batch's neighbourhood, as training does; the same numbers, to float rounding).
+    """
     network.eval()
     device = next(network.parameters()).device
-    sampler = WindowBatchSampler(rows, batches.tables.window, batch_size, shuffle=False)
-    loader = DataLoader(batches, sampler=sampler, batch_size=None)
     position = np.empty(len(batches), np.int64)
     position[rows] = np.arange(len(rows))
     out = np.empty(len(rows), np.float64)
+    if len(rows) == 0:
+        return out
     bar = tqdm(total=len(rows), desc="scoring", unit="rows", disable=None if progress else True)
-    for index, batch in zip(sampler, loader, strict=True):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
-        bar.update(len(index))
+    if not (graph_once_per_window and network.cfg.graph and batches.graph is not None):
+        sampler = WindowBatchSampler(rows, batches.tables.window, batch_size, shuffle=False)
+        loader = DataLoader(batches, sampler=sampler, batch_size=None)
+        for index, batch in zip(sampler, loader, strict=True):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
+            bar.update(len(index))
+        bar.close()
+        return out
+    t = batches.tables
+    row_windows = t.window[rows]
+    in_window_order = rows[np.argsort(row_windows, kind="stable")]  # the sampler's batches, window by window
+    for window_rows in np.split(in_window_order, np.flatnonzero(np.diff(np.sort(row_windows))) + 1):
+        graph = batches.window_graph(window_rows)
+        embeddings = network.graph_encoder(graph.node_x.to(device), graph.edge_index.to(device),
+                                           graph.edge_attr.to(device))
+        for start in range(0, len(window_rows), batch_size):
+            index = window_rows[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in batches.without_graph(index).items()}
+            batch["orig_embedding"] = embeddings[graph.positions_of(t.orig[index]).to(device)]
+            batch["dest_embedding"] = embeddings[graph.positions_of(t.dest[index]).to(device)]
+            out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
+            bar.update(len(index))
     bar.close()
     return out
+
+
+@dataclass(frozen=True)
+class RowSlice:
+    """A part of a local scoring job: input rows `start:stop` in time order."""
+
+    start: int
+    stop: int
 
 
 @dataclass
@@ -134,8 +169,12 @@ class FraudScorer:
         return self.score(df, context, batch_size, progress).probabilities
 
     def score(self, df: pd.DataFrame, context: pd.DataFrame | None = None, batch_size: int = 4096,
-              progress: bool = False, context_source: str | Path | None = "context") -> FraudScores:
-        """Probabilities of `df`'s rows (in its order) with `context` rows before them, and history counts."""
+              progress: bool = False, context_source: str | Path | None = "context", engine=None) -> FraudScores:
+        """Probabilities of `df`'s rows (in its order) with `context` rows before them, and history counts.
+
+        `engine` (a LocalEngine, maybe with a partial folder): the rows go through the network in parts of
+        ROWS_PER_PART in time order, each kept as it finishes, so a killed job resumes after its last part.
+        """
         n_context = 0 if context is None else len(context)
         if n_context:
             check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), context_source)
@@ -148,7 +187,14 @@ class FraudScorer:
         tables = build_tables(ordered, self.feature_cfg)
         batches = make_batches(tables, ordered, self.standardizer, self.feature_cfg, self.network.cfg)
         rows = np.flatnonzero(order >= n_context)  # the input rows, in time order; context rows are not scored
-        probs = predict_rows(self.network, batches, rows, batch_size, progress)
+        if engine is None:
+            probs = predict_rows(self.network, batches, rows, batch_size, progress)
+        else:
+            parts = [RowSlice(start, min(start + ROWS_PER_PART, len(rows))) for start in range(0, len(rows),
+                                                                                           ROWS_PER_PART)]
+            done = engine.map(parts, lambda _, part: predict_rows(self.network, batches, rows[part.start:part.stop],
+                                                                  batch_size), "scoring row parts")
+            probs = np.concatenate(done) if done else np.empty(0, np.float64)
         out = np.empty(len(df), np.float64)
         out[order[rows] - n_context] = probs
         # An account's first event anywhere (either role) has no history: count the senders of such rows.
@@ -161,7 +207,7 @@ class FraudScorer:
 
     def save(self, folder: str | Path) -> Path:
         spec = {
-            "kind": "fraud-lstm-gat", "features": asdict(self.feature_cfg), "model": asdict(self.network.cfg),
+            "kind": KIND, "features": asdict(self.feature_cfg), "model": asdict(self.network.cfg),
             "sizes": asdict(self.network.sizes), "threshold": float(self.threshold),
             "standardizer": {"mean": self.standardizer.mean.tolist(), "std": self.standardizer.std.tolist()},
         }
@@ -169,9 +215,7 @@ class FraudScorer:
 
     @classmethod
     def load(cls, folder: str | Path) -> FraudScorer:
-        state, spec = load_bundle(folder)
-        if spec.get("kind") != "fraud-lstm-gat":
-            raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a fraud model")
+        state, spec = load_bundle(folder, KIND, "fraud")
         network = FraudLSTMGAT(FraudModelConfig(**spec["model"]), FraudInputSizes(**spec["sizes"]))
         network.load_state_dict(state)
         std = Standardizer(np.asarray(spec["standardizer"]["mean"], np.float32),
@@ -179,11 +223,11 @@ class FraudScorer:
         return cls(network, FraudFeatureConfig(**spec["features"]), std, spec["threshold"])
 
 
-class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
+class FraudPyfuncModel(BundledModel):
     """MLflow face of FraudScorer: a DataFrame of PaySim rows in, `fraud_probability` out."""
 
-    def load_context(self, context) -> None:
-        self.scorer = FraudScorer.load(context.artifacts["bundle"])
+    scorer_class = FraudScorer
+    domain = "fraud"
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """`fraud_probability` per row; with `params={"context_rows": N}` the first N rows are earlier
@@ -202,12 +246,13 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
                                    context_source=f"model input (the first {n_context} rows, {CONTEXT_ROWS_PARAM})")
         return pd.DataFrame({SCORE_COLUMN: result.probabilities})
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int,
-                   context_path: Path | None = None, engine=None) -> str:
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None,
+                   context_path: Path | None = None) -> str:
         """Every input column plus `fraud_probability`, same row order, written atomically.
 
         `context_path`: a PaySim file or folder of earlier transactions feeding histories and graph only.
-        `engine` (common.scoring_engines): None or local scores the file here in one pass; another engine
+        `engine` (common.scoring_engines): None or local scores the file here (local: in parts of rows that
+        survive a kill, see FraudScorer.score); another engine
         (Spark) scores ranges of steps as parts, each with every earlier row as its context, which gives
         the same probabilities (the features are causal).
         """
@@ -223,7 +268,8 @@ class FraudPyfuncModel(mlflow.pyfunc.PythonModel):
                 raise InputError(context_path, "is the --input file itself; --context takes earlier transactions")
             context = read_context(context_path, df["step"].to_numpy())
         if engine is None or isinstance(engine, LocalEngine):
-            result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path)
+            result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path,
+                                       engine=engine)
         else:
             result = score_in_step_ranges(engine, df, input_path, context_path, context, batch_size)
         df[SCORE_COLUMN] = result.probabilities
@@ -267,7 +313,7 @@ def plan_step_ranges(step: np.ndarray, parts: int) -> list[tuple[int, int]]:
 
 def score_step_range(model: FraudPyfuncModel | FraudScorer, part: StepRange) -> tuple[np.ndarray, FraudScores]:
     """What a scoring engine runs per part: the part's rows (positions in the input) and their scores."""
-    scorer = model.scorer if isinstance(model, FraudPyfuncModel) else model
+    scorer = scorer_of(model)
     df = read_paysim(part.input_path, require_labels=False)
     step = df["step"].to_numpy()
     rows = np.flatnonzero((step >= part.first_step) & (step < part.end_step))
@@ -282,7 +328,7 @@ def score_step_range(model: FraudPyfuncModel | FraudScorer, part: StepRange) -> 
 def score_in_step_ranges(engine, df: pd.DataFrame, input_path: Path, context_path: Path | None,
                          context: pd.DataFrame | None, batch_size: int) -> FraudScores:
     """`df` scored by `engine` in ranges of steps, put back together in input order."""
-    n_parts = getattr(getattr(engine, "settings", None), "partitions", None) or max(2, os.cpu_count() or 1)
+    n_parts = engine.wanted_parts() or max(2, os.cpu_count() or 1)
     parts = [StepRange(Path(input_path).resolve(), a, b, None if context_path is None else Path(context_path).resolve(),
                        batch_size) for a, b in plan_step_ranges(df["step"].to_numpy(), n_parts)]
     probabilities, without_history = np.empty(len(df), np.float64), np.zeros(len(df), bool)

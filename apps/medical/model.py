@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from monai.networks.nets import DenseNet121, resnet10
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from common.config import Constraints, Each, Interval, check_section
 from common.errors import ConfigError
 
 MODEL_NAMES = ("cnn3d", "densenet121", "resnet10")
@@ -51,30 +52,23 @@ class NoduleCNN3D(nn.Module):
 class MedicalModelConfig:
     """Which classifier to build; `channels` applies to cnn3d, `dropout` to cnn3d and densenet121."""
 
+    CONSTRAINTS: ClassVar[Constraints] = {"channels": Each(Interval(1)), "dropout": Interval(0, 1, "left"),
+                                          "pool_size": Interval(1)}
+
     name: Literal["cnn3d", "densenet121", "resnet10"] = "cnn3d"
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     dropout: float = 0.2
     pool_size: int = 4  # cnn3d: spatial cells kept before the linear layer (1 = global average pool)
 
-    def validate(self) -> None:
-        """Reject unusable values before training starts (called by the config loader)."""
-        if self.name not in MODEL_NAMES:
-            raise ValueError(f"name must be one of {', '.join(MODEL_NAMES)}, got {self.name!r}")
-        if not self.channels or any(int(c) < 1 for c in self.channels):
-            raise ValueError(f"channels must be positive integers, got {self.channels}")
-        if self.pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, got {self.pool_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def build_medical_model(cfg: MedicalModelConfig | None = None) -> nn.Module:
     """The configured classifier with random weights (no downloads): input (N, 1, S, S, S), output (N, 2)."""
     cfg = cfg or MedicalModelConfig()
     try:
-        cfg.validate()
+        check_section(cfg, "model.")
     except ValueError as exc:
-        raise ConfigError(None, f"model: {exc}") from None
+        raise ConfigError(None, str(exc)) from None
     if cfg.name == "cnn3d":
         return NoduleCNN3D(channels=[int(c) for c in cfg.channels], dropout=cfg.dropout, pool_size=cfg.pool_size)
     if cfg.name == "densenet121":

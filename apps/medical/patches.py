@@ -12,6 +12,7 @@ the scan read as air (`fill_hu`), which the window maps to 0. The HU window is M
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -28,11 +29,18 @@ from monai.transforms import (
 )
 
 from apps.medical.reader import CTVolume, world_to_voxel
+from common.config import Constraints, Interval
 
 
 @dataclass
 class PatchConfig:
     """Patch geometry and HU window; the same values must be used for training and scoring."""
+
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "size_mm": Interval(0, None, "neither"), "voxel_mm": Interval(0, None, "neither"), "batch": Interval(1),
+        # CT numbers a scanner can store (12-bit, from air at -1024 with the -3024 outside-the-bore pad)
+        "hu_min": Interval(-3024, 3071), "hu_max": Interval(-3024, 3071), "fill_hu": Interval(-3024, 3071),
+    }
 
     size_mm: float = 32.0
     voxel_mm: float = 1.0
@@ -48,17 +56,21 @@ class PatchConfig:
 
     def validate(self) -> None:
         """Reject geometry that cannot make a patch (called by the config loader)."""
-        if self.voxel_mm <= 0 or self.size_mm <= 0 or self.size_vox < 1:
+        if self.size_vox < 1:
             raise ValueError(f"size_mm ({self.size_mm}) and voxel_mm ({self.voxel_mm}) must give ≥ 1 voxel")
         if self.hu_max <= self.hu_min:
             raise ValueError(f"hu_max ({self.hu_max}) must be above hu_min ({self.hu_min})")
-        if self.batch < 1:
-            raise ValueError("batch must be ≥ 1")
 
 
 @dataclass
 class AugmentConfig:
     """Strength of the training augmentations (probabilities and ranges)."""
+
+    CONSTRAINTS: ClassVar[Constraints] = {
+        "flip_p": Interval(0, 1), "rot90_p": Interval(0, 1), "affine_p": Interval(0, 1), "rotate_rad": Interval(0),
+        "scale": Interval(0, 1, "left"), "translate_vox": Interval(0), "intensity_p": Interval(0, 1),
+        "intensity_scale": Interval(0, 1, "left"), "intensity_shift": Interval(0),
+    }
 
     flip_p: float = 0.5
     rot90_p: float = 0.5

@@ -5,7 +5,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import torch
@@ -15,10 +14,12 @@ from apps.medical.dataset import COORDS, read_luna16_folder
 from apps.medical.model import MedicalModelConfig, build_medical_model
 from apps.medical.patches import PatchConfig, extract_patches
 from apps.medical.reader import read_ct_volume
+from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
 from common.io import atomic_path
 from common.model_bundle import load_bundle, save_bundle
 
+KIND = "medical-nodule-3dcnn"  # the bundle spec's kind
 OUTPUT_COLUMNS = ["seriesuid", *COORDS, "probability"]
 
 
@@ -41,15 +42,13 @@ class MedicalScorer:
         self.network, self.model_cfg, self.patch_cfg, self.threshold = network.eval(), model_cfg, patch_cfg, threshold
 
     def save(self, folder: str | Path) -> Path:
-        spec = {"kind": "medical-nodule-3dcnn", "model": asdict(self.model_cfg), "patch": asdict(self.patch_cfg),
+        spec = {"kind": KIND, "model": asdict(self.model_cfg), "patch": asdict(self.patch_cfg),
                 "threshold": float(self.threshold)}
         return save_bundle(folder, self.network.state_dict(), spec)
 
     @classmethod
     def load(cls, folder: str | Path) -> MedicalScorer:
-        state, spec = load_bundle(folder)
-        if spec.get("kind") != "medical-nodule-3dcnn":
-            raise InputError(folder, f"holds a {spec.get('kind')!r} model, not a medical model")
+        state, spec = load_bundle(folder, KIND, "medical")
         model_cfg, patch_cfg = MedicalModelConfig(**spec["model"]), PatchConfig(**spec["patch"])
         network = build_medical_model(model_cfg)
         network.load_state_dict(state)
@@ -102,15 +101,14 @@ def plan_scans(root: Path, batch_size: int) -> tuple[pd.DataFrame, list[ScanPart
 
 def score_scan(model: MedicalPyfuncModel | MedicalScorer, scan: ScanPart) -> np.ndarray:
     """What a scoring engine runs per part (a Spark task: with the model its worker loaded)."""
-    scorer = model.scorer if isinstance(model, MedicalPyfuncModel) else model
-    return scorer.score_scan(scan)
+    return scorer_of(model).score_scan(scan)
 
 
-class MedicalPyfuncModel(mlflow.pyfunc.PythonModel):
+class MedicalPyfuncModel(BundledModel):
     """MLflow face of MedicalScorer: patches (N, 1, S, S, S) in [0, 1] in, nodule probability out."""
 
-    def load_context(self, context) -> None:
-        self.scorer = MedicalScorer.load(context.artifacts["bundle"])
+    scorer_class = MedicalScorer
+    domain = "medical"
 
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         size = self.scorer.patch_cfg.size_vox
@@ -119,7 +117,8 @@ class MedicalPyfuncModel(mlflow.pyfunc.PythonModel):
             raise InputError(None, f"expected patches of shape (N, 1, {size}, {size}, {size}), got {patches.shape}")
         return predict_patches(self.scorer.network, patches)
 
-    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None) -> str:
+    def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine=None,
+                   context_path: Path | None = None) -> str:
         """The LUNA16 submission CSV (seriesuid,coordX,coordY,coordZ,probability), written atomically."""
         started = time.perf_counter()
         scores = self.scorer.score_folder(Path(input_path), batch_size, engine)

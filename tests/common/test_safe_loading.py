@@ -21,9 +21,18 @@ def test_a_bundle_whose_weights_run_code_is_refused(tmp_path):
     if os.path.exists("/tmp/suite-pwned"):
         os.remove("/tmp/suite-pwned")
     with pytest.raises(InputError, match="refused"):
-        load_bundle(folder)
+        load_bundle(folder, "fraud-lstm-gat", "fraud")
     assert not os.path.exists("/tmp/suite-pwned")
     assert (folder / SPEC_FILE).is_file()
+
+
+def test_another_domains_bundle_is_refused_by_kind(tmp_path):
+    folder = save_bundle(tmp_path / "bundle", {"w": torch.zeros(2)}, {"kind": "medical-nodule-3dcnn"})
+    with pytest.raises(InputError, match="holds a 'medical-nodule-3dcnn' model, not a fraud model"):
+        load_bundle(folder, "fraud-lstm-gat", "fraud")
+    (folder / SPEC_FILE).write_bytes(b"\xff\xfe not yaml")
+    with pytest.raises(InputError, match="not a readable model spec"):
+        load_bundle(folder, "fraud-lstm-gat", "fraud")
 
 
 def test_a_poisoned_checkpoint_is_refused(tmp_path):

@@ -181,10 +181,14 @@ def test_scene_augmentations_are_seeded():
 
 
 def test_grid_config_rejects_bad_geometry():
+    from common.config import check_section
+
     with pytest.raises(ValueError, match="maxima"):
-        PillarGrid(point_cloud_range=[0, 0, 0, -1, 1, 1]).validate()
-    with pytest.raises(ValueError, match="fusion"):
-        DrivingModelConfig(fusion="late").validate()
+        check_section(PillarGrid(point_cloud_range=[0, 0, 0, -1, 1, 1]))
+    with pytest.raises(ValueError, match=r"grid.pillar_size must be 2 numbers, each above 0, got \[0.32\]"):
+        check_section(PillarGrid(pillar_size=[0.32]), "grid.")
+    with pytest.raises(ValueError, match=r"fusion must be one of \['painting', 'none'\], got 'late'"):
+        check_section(DrivingModelConfig(fusion="late"))
 
 
 def test_pasted_cars_bring_their_points_and_never_overlap():

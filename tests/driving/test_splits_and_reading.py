@@ -5,8 +5,8 @@ from real_kitti import REAL, needs_real
 
 from apps.driving.dataset import points_in_camera_view, read_driving_frames
 from apps.driving.kitti import read_frame
+from apps.driving.split import DrivingDataConfig, split_frames
 from common.errors import InputError
-from pipelines.driving import DrivingDataConfig, split_frames
 
 IDS = [f"{i:06d}" for i in range(10)]
 

@@ -167,7 +167,7 @@ def test_context_later_than_the_input_is_refused_naming_the_file(world, scored, 
     world["past"].to_csv(folder / "a_past.csv", index=False)
     (world["root"] / "future.csv").rename(folder / "b_future.csv")
     with pytest.raises(InputError, match="later than the input's first step") as refused:
-        python_model.score_file(world["root"] / "new.csv", world["root"] / "refused.csv", 4096, folder)
+        python_model.score_file(world["root"] / "new.csv", world["root"] / "refused.csv", 4096, context_path=folder)
     assert refused.value.path == str(folder / "b_future.csv")
     assert not (world["root"] / "refused.csv").exists()
 
@@ -180,7 +180,7 @@ def test_context_is_fraud_only_and_a_folder_without_paysim_files_is_refused(worl
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / ".hidden.csv").write_text(HEADER)
     with pytest.raises(InputError, match="no PaySim file"):
-        python_model.score_file(world["root"] / "new.csv", tmp_path / "out.csv", 4096, tmp_path / "empty")
+        python_model.score_file(world["root"] / "new.csv", tmp_path / "out.csv", 4096, context_path=tmp_path / "empty")
 
 
 HEADER = "step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest\n"
@@ -198,7 +198,8 @@ def test_summary_counts_senders_without_earlier_transactions(python_model, tmp_p
     alone = python_model.score_file(tmp_path / "input.csv", tmp_path / "a.csv", 4096)
     assert "3 of 4 sending accounts (nameOrig) have no earlier transaction in the input" in alone
     assert "--context" in alone
-    with_context = python_model.score_file(tmp_path / "input.csv", tmp_path / "b.csv", 4096, tmp_path / "context.csv")
+    with_context = python_model.score_file(tmp_path / "input.csv", tmp_path / "b.csv", 4096,
+                                            context_path=tmp_path / "context.csv")
     assert "with 2 context rows" in with_context
     assert "1 of 4 sending accounts (nameOrig) have no earlier transaction" in with_context
     assert len(pd.read_csv(tmp_path / "b.csv")) == 5

@@ -83,3 +83,19 @@ def test_scores_do_not_depend_on_batch_size_or_row_order(transactions):
     # Rows arrive shuffled: scores follow their rows (time order is rebuilt from `step`, ties by file order).
     by_step = transactions.sort_values("step", kind="stable")
     assert np.allclose(scorer.predict_proba(by_step, 4096), reference[by_step.index], atol=1e-6)
+
+
+def test_the_gat_once_per_window_gives_what_the_gat_once_per_batch_gives(transactions):
+    """Scoring encodes each snapshot window's graph once (around every account its rows touch); each row's
+    accounts keep their whole 2-hop neighbourhood there, so the scores are those of per-batch encoding."""
+    from apps.fraud.scorer import make_batches, predict_rows
+
+    cfg = FraudFeatureConfig()
+    scorer = untrained_scorer(transactions, cfg)
+    tables = build_tables(transactions, cfg)
+    batches = make_batches(tables, transactions, scorer.standardizer, cfg, scorer.network.cfg)
+    rows = np.flatnonzero(transactions["step"].to_numpy() > 20)[::3]  # a subset, several windows
+    assert len(np.unique(tables.window[rows])) >= 2
+    per_window = predict_rows(scorer.network, batches, rows, batch_size=64)
+    per_batch = predict_rows(scorer.network, batches, rows, batch_size=64, graph_once_per_window=False)
+    np.testing.assert_allclose(per_window, per_batch, atol=1e-6, rtol=0)

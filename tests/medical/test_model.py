@@ -36,7 +36,7 @@ def test_cnn_flops_match_the_conv_arithmetic():
 
 
 def test_bad_model_config():
-    with pytest.raises(ConfigError, match="model: name must be one of"):
+    with pytest.raises(ConfigError, match="model.name must be one of"):
         build_medical_model(MedicalModelConfig(name="vit"))  # type: ignore[arg-type]
     with pytest.raises(InputError, match="dropout"):
         build_medical_model(MedicalModelConfig(dropout=1.5))
