@@ -16,9 +16,8 @@ from apps.driving.kitti import find_frames, kitti_split_dir
 from apps.driving.scorer import DrivingScorer, paint_frames
 from apps.driving.synthetic import write_synthetic_kitti
 from benchmarks.common import OUT, markdown_table, peak_rss_mb, timer
-from common.config import load_config
-from pipelines.driving import DOMAIN, DrivingConfig
-from pipelines.runner import CONFIG_DIR
+from pipelines.driving import DOMAIN
+from pipelines.runner import load_domain_config
 
 TIMED_FRAMES = 20
 VARIANTS = {"fusion (PointPainting)": "painting", "LiDAR only": "none"}
@@ -46,8 +45,8 @@ def run(scale: str, epochs: int, camera_epochs: int) -> str:
     n_frames = len(find_frames(data))
     rows, scorers = [], {}
     for label, fusion in VARIANTS.items():
-        cfg = load_config(DrivingConfig, CONFIG_DIR / "driving.yaml",
-                          [f"model.fusion={fusion}", f"train.epochs={epochs}", f"camera_train.epochs={camera_epochs}"])
+        cfg = load_domain_config(DOMAIN, None, [f"model.fusion={fusion}", f"train.epochs={epochs}",
+                                                f"camera_train.epochs={camera_epochs}"])
         with tempfile.TemporaryDirectory() as work, timer() as t:
             trained = DOMAIN.fit(cfg, data, Path(work), False, lambda e, m: None)
             scorers[fusion] = DrivingScorer.load(trained.artifacts["bundle"])

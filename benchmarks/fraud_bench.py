@@ -17,10 +17,9 @@ from apps.fraud.scorer import FraudPyfuncModel, FraudScorer, make_batches, predi
 from apps.fraud.split import temporal_split
 from apps.fraud.synthetic import write_synthetic_paysim
 from benchmarks.common import OUT, markdown_table, peak_rss_mb, timer
-from common.config import load_config
 from common.metrics import binary_metrics
-from pipelines.fraud import DOMAIN, FraudConfig
-from pipelines.runner import CONFIG_DIR
+from pipelines.fraud import DOMAIN
+from pipelines.runner import load_domain_config
 
 VARIANTS = {"LSTM+GAT": [], "LSTM only (model.graph=false)": ["model.graph=false"],
             "GAT only (model.sequence=false)": ["model.sequence=false"]}
@@ -65,7 +64,7 @@ def run(scale: str, epochs: int) -> str:
 
     scorer = None
     for name, overrides in VARIANTS.items():
-        cfg = load_config(FraudConfig, CONFIG_DIR / "fraud.yaml", [f"train.epochs={epochs}", *overrides])
+        cfg = load_domain_config(DOMAIN, None, [f"train.epochs={epochs}", *overrides])
         with tempfile.TemporaryDirectory() as work, timer() as t:
             trained = DOMAIN.fit(cfg, path, Path(work), False, lambda e, m: None)
             if scorer is None:
@@ -113,7 +112,8 @@ def scoring_throughput(scorer: FraudScorer, raw: pd.DataFrame, path: Path) -> li
         f"with the GAT once per batch {t_batch['seconds']:.1f} s ({n / t_batch['seconds']:,.0f} rows/s) vs once "
         f"per snapshot window {t_window['seconds']:.1f} s ({n / t_window['seconds']:,.0f} rows/s), max |difference| "
         f"{np.abs(per_batch - per_window).max():.1e}",
-        f"- `suite score` end to end (read, features, history, graph, network, write; in process): CSV out "
+        f"- `FraudPyfuncModel.score_file` end to end (read, features, history, graph, network, write; in process, "
+        f"in one pass, without `suite score`'s partial-results folder and its process start-up): CSV out "
         f"{ends['csv']:.1f} s = **{n / ends['csv']:,.0f} rows/s**; Parquet out {ends['parquet']:.1f} s = "
         f"**{n / ends['parquet']:,.0f} rows/s**",
     ]
@@ -171,7 +171,7 @@ def main() -> None:
     path = OUT / f"fraud_{args.scale}" / "transactions.csv"
     if not path.exists():
         write_synthetic_paysim(path.parent, args.scale, seed=1)
-    cfg = load_config(FraudConfig, CONFIG_DIR / "fraud.yaml", [f"train.epochs={args.epochs}"])
+    cfg = load_domain_config(DOMAIN, None, [f"train.epochs={args.epochs}"])
     with tempfile.TemporaryDirectory() as work:
         trained = DOMAIN.fit(cfg, path, Path(work), False, lambda e, m: None)
         scorer = FraudScorer.load(trained.artifacts["bundle"])

@@ -60,7 +60,7 @@ def main() -> None:
         batches.append(scan)
 
     losses = []
-    trainer = Trainer(PointPillarsNet(model_cfg, grid), TrainConfig(epochs=3, lr=2e-3, amp=True),
+    trainer = Trainer(PointPillarsNet(model_cfg, grid), TrainConfig(epochs=3, lr=2e-3, amp=True, monitor_mode="max"),
                       lambda out, b: center_head_loss(out, b, head.regression_weight),
                       lambda m: {"val_loss": 0.0, "val_auc": 0.0},
                       on_epoch_end=lambda e, m: losses.append(m["train_loss"]))

@@ -18,7 +18,7 @@ from apps.medical.synthetic import write_synthetic_luna16
 from benchmarks.common import OUT, markdown_table, peak_rss_mb, timer
 from common.config import load_config
 from pipelines.medical import DENSENET_MIN_VOXELS, DOMAIN, MedicalConfig
-from pipelines.runner import CONFIG_DIR
+from pipelines.runner import CONFIG_DIR, load_domain_config
 
 NETWORKS = {"cnn3d (ours)": ["model.name=cnn3d"], "MONAI resnet10": ["model.name=resnet10"]}
 STEP_BATCH = 32
@@ -59,7 +59,7 @@ def run(scale: str, epochs: int) -> str:
     rows = []
     size = patch_cfg.size_vox
     for label, overrides in NETWORKS.items():
-        cfg = load_config(MedicalConfig, CONFIG_DIR / "medical.yaml", [f"train.epochs={epochs}", *overrides])
+        cfg = load_domain_config(DOMAIN, None, [f"train.epochs={epochs}", *overrides])
         with tempfile.TemporaryDirectory() as work, timer() as t:
             trained = DOMAIN.fit(cfg, data, Path(work), False, lambda e, m: None)
             scorer = MedicalScorer.load(trained.artifacts["bundle"])

@@ -7,7 +7,7 @@ artifact's name and the model-type check are written here once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import mlflow.pyfunc
 
@@ -16,16 +16,10 @@ from common.errors import InputError
 BUNDLE_ARTIFACT = "bundle"  # the MLflow artifact key under which every domain logs its bundle folder
 
 
-class Scorer(Protocol):
-    @classmethod
-    def load(cls, folder: str | Path) -> Any:
-        """Read back a bundle folder (refusing one of another kind)."""
-
-
 class BundledModel(mlflow.pyfunc.PythonModel):
     """A logged model: `self.scorer` is the domain's scorer, loaded from the `bundle` artifact."""
 
-    scorer_class: ClassVar[type[Scorer]]
+    scorer_class: ClassVar[type]  # with a classmethod load(folder), refusing a bundle of another kind
     domain: ClassVar[str]
 
     def load_context(self, context: Any) -> None:
@@ -44,6 +38,11 @@ class BundledModel(mlflow.pyfunc.PythonModel):
         if not isinstance(model, cls):
             raise InputError(None, f"the model is a {type(model).__name__}, not a {cls.domain} model")
         return model
+
+    def part_layout(self) -> str:
+        """How `score_file` cuts a job into parts: kept in the partial-results manifest, so that parts cut
+        another way (another version of this code) are never mixed with these."""
+        return ""
 
     def score_file(self, input_path: Path, output_path: Path, batch_size: int, engine: Any = None,
                    context_path: Path | None = None) -> str:

@@ -134,8 +134,9 @@ class _Origins:
     overridden: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> its `--set` item
 
     def of(self, key: str) -> str | None:
-        if key in self.overridden:
-            return f"--set {self.overridden[key]}"
+        for overridden, item in reversed(self.overridden.items()):  # the last --set of the key (or its section)
+            if key == overridden or key.startswith(overridden + "."):
+                return f"--set {item}"
         return None if self.path is None else str(self.path)
 
     def of_section(self, prefix: str) -> str | None:

@@ -28,8 +28,8 @@ class TrainConfig:
 
     CONSTRAINTS: ClassVar[Constraints] = {
         "epochs": Interval(1), "batch_size": Interval(1), "lr": Interval(0, None, "neither"),
-        "weight_decay": Interval(0), "pct_start": Interval(0, 1, "neither"), "grad_clip": Interval(0, None, "neither"),
-        "patience": Interval(1), "num_workers": Interval(0), "focal_gamma": Interval(0),
+        "weight_decay": Interval(0), "pct_start": Interval(0, 1, "neither"), "grad_clip": Interval(0),
+        "patience": Interval(1), "num_workers": Interval(0), "focal_gamma": Interval(0), "seed": Interval(0),
     }
 
     epochs: int = 10
@@ -37,7 +37,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     pct_start: float = 0.3
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # 0: no clipping
     patience: int = 3
     monitor: str = "val_auc"  # one of the validation metrics the domain declares
     # "auto": from the metric (the domain says whether higher or lower is better; val_loss: lower)
@@ -221,8 +221,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=cfg.pct_start
         )
-        mode = cfg.monitor_mode if cfg.monitor_mode != "auto" else ("min" if cfg.monitor.endswith("loss") else "max")
-        sign = 1.0 if mode == "max" else -1.0
+        if cfg.monitor_mode == "auto":
+            raise ValueError(f"monitor_mode is 'auto' for {cfg.monitor!r}: resolve it from the domain's metrics "
+                             "(resolve_monitor; `suite run` does) or set max or min")
+        sign = 1.0 if cfg.monitor_mode == "max" else -1.0
         start_epoch, best_score, best_epoch, bad_epochs = 0, -math.inf, -1, 0
         history: list[dict[str, float]] = []
         best_state = None
@@ -259,6 +261,8 @@ class Trainer:
                 raise KeyError(f"validate() returned {sorted(metrics)}, not the monitored {cfg.monitor!r}")
             history.append(metrics)
             score = sign * metrics[cfg.monitor]
+            if not math.isfinite(score):  # e.g. a heading error with no car matched yet: the worst score
+                score = -math.inf
             if score > best_score or best_state is None:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}

@@ -169,7 +169,7 @@ def score(
         "input": input.resolve(), "input_fingerprint": data_fingerprint(input),
         "context": context.resolve() if context else None,
         "context_fingerprint": data_fingerprint(context) if context else None,
-        "batch_size": batch_size, "engine": engine, "partitions": partitions})
+        "batch_size": batch_size, "engine": engine, "partitions": partitions, "parts": python_model.part_layout()})
     partial.open()
     if engine == "spark":  # executors on this machine load the fetched copy; a cluster's fetch the URI themselves
         runner = SparkEngine(str(fetched[0]) if is_local_master(spark_master) else model, settings,

@@ -37,6 +37,7 @@ from apps.driving.scorer import DrivingPyfuncModel, DrivingScorer, detect_frames
 from apps.driving.split import DrivingDataConfig, split_frames
 from common import distributed
 from common.augment_seeding import worker_init_fn
+from common.bundled_model import BUNDLE_ARTIFACT
 from common.config import Constraints, Interval
 from common.errors import InputError
 from common.plotting import learning_curves_figure
@@ -156,7 +157,7 @@ class DrivingPipeline:
     # and which way each is better
     validation_metrics = {
         "train": {"val_loss": "min", **{f"val_{name}": "max" for name in kitti_metric_names()},
-                  "val_heading_error_deg": "min", "val_heading_reversed": "min"},
+                  **{f"val_{name}": "min" for name in heading_metrics({}, {})}},
         "camera_train": {"val_loss": "min", "val_ap_2d": "max"},
     }
 
@@ -213,7 +214,7 @@ class DrivingPipeline:
         bundle = scorer.save(workdir / "bundle")
         example = pd.DataFrame({"split_dir": [str(split_dir)], "frame_id": [test_ids[0]]})
         return TrainedModel(
-            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={BUNDLE_ARTIFACT: str(bundle)},
             input_example=example,
             figures={"bev_detections_test.png": bev_detections_figure(shown, detections, grid.point_cloud_range),
                      "camera_detections_test.png": camera_detections_figure(shown, detections),

@@ -24,6 +24,7 @@ from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
 from apps.fraud.scorer import CONTEXT_ROWS_PARAM, FraudPyfuncModel, FraudScorer, make_batches, predict_rows
 from apps.fraud.split import FraudDataConfig, temporal_split
 from common import distributed
+from common.bundled_model import BUNDLE_ARTIFACT
 from common.errors import InputError
 from common.losses import build_classification_loss, loss_on_probabilities
 from common.metrics import best_f1_threshold, binary_metric_names, binary_metrics, roc_pr_curves
@@ -129,7 +130,7 @@ class FraudPipeline:
 
         bundle = FraudScorer(network, cfg.features, standardizer, threshold).save(workdir / "bundle")
         return TrainedModel(
-            test_metrics=test_metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+            test_metrics=test_metrics, python_model=MLFLOW_ENTRY, artifacts={BUNDLE_ARTIFACT: str(bundle)},
             input_example=model_input_example(raw),
             figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
                      "learning_curves.png": learning_curves_figure(result.history, cfg.train.monitor)},

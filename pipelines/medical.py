@@ -32,6 +32,7 @@ from apps.medical.scorer import MedicalPyfuncModel, MedicalScorer, predict_patch
 from apps.medical.split import MedicalDataConfig, split_scans, subsample_negatives
 from common import distributed, tracking
 from common.augment_seeding import worker_init_fn
+from common.bundled_model import BUNDLE_ARTIFACT
 from common.losses import build_classification_loss, loss_on_probabilities
 from common.metrics import best_f1_threshold, binary_metric_names, binary_metrics, roc_pr_curves
 from common.plotting import learning_curves_figure, pr_figure, roc_figure
@@ -142,7 +143,7 @@ class MedicalPipeline:
 
         bundle = MedicalScorer(network, cfg.model, cfg.patch, threshold).save(workdir / "bundle")
         return TrainedModel(
-            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+            test_metrics=metrics, python_model=MLFLOW_ENTRY, artifacts={BUNDLE_ARTIFACT: str(bundle)},
             input_example=test_p[:2].copy(),
             figures={"roc_test.png": roc_figure(y_test, test_probs), "pr_test.png": pr_figure(y_test, test_probs),
                      "froc_test.png": plot_froc(froc),

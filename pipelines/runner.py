@@ -136,7 +136,8 @@ def load_domain_config(domain: Domain, config: Path | None, overrides: list[str]
         try:
             resolve_monitor(getattr(cfg, section), directions, section)
         except ValueError as exc:
-            sets = [item for item in overrides if item.split("=", 1)[0].strip().startswith(f"{section}.monitor")]
+            keys = (section, f"{section}.monitor", f"{section}.monitor_mode")
+            sets = [item for item in overrides if item.split("=", 1)[0].strip() in keys]
             raise ConfigError(f"--set {sets[-1]}" if sets else path, str(exc)) from None
     return cfg
 

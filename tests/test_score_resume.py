@@ -21,7 +21,9 @@ from common.partial_results import PartialResults
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """20 synthetic scans, a random medical model, and the output of an uninterrupted job."""
+    """8 synthetic scans, a random medical model, and the output of an uninterrupted job."""
+    import dataclasses
+
     from apps.medical import synthetic
     from apps.medical.model import MedicalModelConfig, build_medical_model
     from apps.medical.patches import PatchConfig
@@ -30,7 +32,8 @@ def job(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("score_resume")
     torch.manual_seed(0)
-    data = synthetic.write_synthetic_luna16(root / "luna", "small", seed=3)
+    data = synthetic.write_synthetic_luna16(root / "luna", dataclasses.replace(synthetic.SCALES["small"], n_scans=8),
+                                            seed=3)
     cfg = MedicalModelConfig()
     bundle = MedicalScorer(build_medical_model(cfg), cfg, PatchConfig(), 0.5).save(root / "bundle")
     mlflow.pyfunc.save_model(str(root / "model"), python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
@@ -102,8 +105,10 @@ def test_another_job_refuses_to_mix(tmp_path):
 
 # Fraud scores in one process in parts of rows (apps.fraud.scorer.ROWS_PER_PART, 262,144): the job runs
 # with 500-row parts, each held back 0.2 s, so that a 5,000-row file has ten parts and time to be killed.
-_SMALL_PARTS = ("import time, runpy, apps.fraud.scorer as s; s.ROWS_PER_PART = 500; f = s.predict_rows; "
-                "s.predict_rows = lambda *a, **k: (time.sleep(0.2), f(*a, **k))[1]; "
+# Each part's network pass appends a line to $PARTS_SCORED, so a test can see what a resumed job redid.
+_SMALL_PARTS = ("import os, time, runpy, apps.fraud.scorer as s; s.ROWS_PER_PART = 500; f = s.predict_rows; "
+                "log = lambda: open(os.environ['PARTS_SCORED'], 'a').write('part\\n'); "
+                "s.predict_rows = lambda *a, **k: (time.sleep(0.2), log(), f(*a, **k))[2]; "
                 "runpy.run_module('pipelines', run_name='__main__')")
 
 
@@ -126,7 +131,8 @@ def fraud_job(tmp_path_factory):
     bundle = FraudScorer(network, features, Standardizer.fit(tables.row), 0.5).save(root / "bundle")
     mlflow.pyfunc.save_model(str(root / "model"), python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
                              pip_requirements=[])
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}", "OMP_NUM_THREADS": "1",
+           "PARTS_SCORED": str(root / "straight.parts")}
     args = ["score", "fraud", "--model", str(root / "model"), "--input", str(root / "day.csv")]
     straight = subprocess.run([sys.executable, "-c", _SMALL_PARTS, *args, "--output", str(root / "straight.csv")],
                               env=env, capture_output=True, text=True, timeout=600)
@@ -136,8 +142,10 @@ def fraud_job(tmp_path_factory):
 
 def test_killed_fraud_scoring_resumes_from_its_row_parts_to_the_same_bytes(fraud_job):
     root, args, env = fraud_job
+    assert len((root / "straight.parts").read_text().split()) == 10  # 5,000 rows in 500-row parts
     out = root / "killed.csv"
     command = [sys.executable, "-c", _SMALL_PARTS, *args, "--output", str(out)]
+    env = {**env, "PARTS_SCORED": str(root / "killed.parts")}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = out.with_name(out.name + ".partial")
     deadline = time.monotonic() + 300
@@ -148,7 +156,67 @@ def test_killed_fraud_scoring_resumes_from_its_row_parts_to_the_same_bytes(fraud
     kept = len(list(partial.glob("part-*.pkl")))
     assert 2 <= kept < 10 and not out.exists(), f"killed mid-job: {kept} of 10 parts kept, no output yet"
 
-    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command, env={**env, "PARTS_SCORED": str(root / "resumed.parts")}, capture_output=True,
+                             text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len((root / "resumed.parts").read_text().split()) == 10 - kept  # only what the kill left undone
     assert out.read_bytes() == (root / "straight.csv").read_bytes()
     assert not partial.exists()
+
+
+# Driving scores chunks of frames (apps.driving.scorer.FRAMES_PER_READ, 64): the job runs with 2-frame
+# chunks, each held back 0.3 s and logged to $PARTS_SCORED, so that 12 frames make six parts.
+_SMALL_CHUNKS = ("import os, time, runpy, apps.driving.scorer as s; s.FRAMES_PER_READ = 2; f = s.score_chunk; "
+                 "log = lambda: open(os.environ['PARTS_SCORED'], 'a').write('part\\n'); "
+                 "s.score_chunk = lambda *a, **k: (time.sleep(0.3), log(), f(*a, **k))[2]; "
+                 "runpy.run_module('pipelines', run_name='__main__')")
+
+
+def test_killed_driving_scoring_resumes_from_its_chunks_to_the_same_files(tmp_path):
+    from apps.driving.model import PointPillarsNet
+    from apps.driving.scorer import DrivingScorer
+    from apps.driving.synthetic import write_synthetic_kitti
+    from common.config import load_config
+    from pipelines.driving import MLFLOW_ENTRY, DrivingConfig
+    from pipelines.runner import CONFIG_DIR
+
+    torch.manual_seed(0)
+    cfg = load_config(DrivingConfig, CONFIG_DIR / "driving.yaml", ["model.fusion=none"])
+    data = write_synthetic_kitti(tmp_path / "kitti", seed=3, n_frames=12)
+    net = PointPillarsNet(cfg.model, cfg.grid)
+    torch.nn.init.constant_(net.heatmap.bias, 0.0)  # an untrained head that fires: boxes in every file
+    bundle = DrivingScorer(net, None, cfg.model, cfg.grid, cfg.head).save(tmp_path / "bundle")
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=MLFLOW_ENTRY, artifacts={"bundle": str(bundle)},
+                             pip_requirements=[])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-c", _SMALL_CHUNKS, "score", "driving", "--model", str(tmp_path / "model"),
+            "--input", str(data)]
+
+    def run(output: str, log: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*args, "--output", str(tmp_path / output)], capture_output=True, text=True,
+                              env={**env, "PARTS_SCORED": str(tmp_path / log)}, timeout=600)
+
+    straight = run("straight", "straight.parts")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert len((tmp_path / "straight.parts").read_text().split()) == 6
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--output", str(out)], env={**env, "PARTS_SCORED": str(tmp_path / "k.parts")},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 300
+    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = len(list(partial.glob("part-*.pkl")))
+    assert 2 <= kept < 6 and not out.exists(), f"killed mid-job: {kept} of 6 chunks kept, no output yet"
+
+    resumed = run("killed", "resumed.parts")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len((tmp_path / "resumed.parts").read_text().split()) == 6 - kept  # only what the kill left undone
+    names = sorted(p.name for p in (tmp_path / "straight").iterdir())
+    assert len(names) == 12 and names == sorted(p.name for p in out.iterdir()) and not partial.exists()
+    assert sum((tmp_path / "straight" / n).stat().st_size for n in names) > 0, "the random detector found boxes"
+    for name in names:
+        assert (out / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name

@@ -193,6 +193,9 @@ class DrivingPyfuncModel(BundledModel):
     scorer_class = DrivingScorer
     domain = "driving"
 
+    def part_layout(self) -> str:
+        return f"{FRAMES_PER_READ} frames"
+
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or not {"split_dir", "frame_id"} <= set(model_input.columns):
             raise InputError(None, "expected a table with columns split_dir and frame_id")

@@ -32,9 +32,9 @@ KIND = "fraud-lstm-gat"  # the bundle spec's kind
 SCORE_COLUMN = "fraud_probability"
 # pyfunc param: the first `context_rows` rows of the model input are earlier transactions (history only).
 CONTEXT_ROWS_PARAM = "context_rows"
-# What the features read; context rows keep only these, so extra or label columns never get in the way.
 # Input rows a killed local scoring job can lose at most (each part is kept in `<output>.partial/`).
 ROWS_PER_PART = 1 << 18
+# What the features read; context rows keep only these, so extra or label columns never get in the way.
 FEATURE_COLUMNS = tuple(c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS)
 CONTEXT_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 
@@ -228,6 +228,9 @@ class FraudPyfuncModel(BundledModel):
 
     scorer_class = FraudScorer
     domain = "fraud"
+
+    def part_layout(self) -> str:
+        return f"local: {ROWS_PER_PART} rows in time order; spark: ranges of whole steps"
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """`fraud_probability` per row; with `params={"context_rows": N}` the first N rows are earlier

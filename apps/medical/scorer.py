@@ -110,6 +110,9 @@ class MedicalPyfuncModel(BundledModel):
     scorer_class = MedicalScorer
     domain = "medical"
 
+    def part_layout(self) -> str:
+        return "one scan"
+
     def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         size = self.scorer.patch_cfg.size_vox
         patches = np.asarray(model_input, np.float32)

@@ -15,7 +15,8 @@ from common.errors import InputError
 class MedicalDataConfig:
     """Split by scan (never a patient in two splits) and how many negatives training keeps."""
 
-    CONSTRAINTS: ClassVar[Constraints] = {**HELD_OUT_FRACTIONS, "train_negatives_per_positive": Interval(0)}
+    CONSTRAINTS: ClassVar[Constraints] = {**HELD_OUT_FRACTIONS, "train_negatives_per_positive": Interval(0),
+                                          "split_seed": Interval(0)}
 
     val_fraction: float = 0.2
     test_fraction: float = 0.2

@@ -36,7 +36,7 @@ def build(tmp_path, epochs=4, interrupt_after=None, patience=5):
     x, y = make_problem()
     loader = DataLoader(TensorDataset(x[:300], y[:300]), batch_size=32, shuffle=True)
     model = DictModel()
-    cfg = TrainConfig(epochs=epochs, lr=0.05, patience=patience, monitor="val_auc")
+    cfg = TrainConfig(epochs=epochs, lr=0.05, patience=patience, monitor="val_auc", monitor_mode="max")
 
     def validate(m):
         with torch.no_grad():

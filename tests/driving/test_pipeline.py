@@ -36,6 +36,12 @@ def test_run_detects_cars_and_logs_kitti_metrics_and_plots(trained):
     assert {"test_ap_bev", "test_ap_3d", "test_recall", "test_aos", "test_ap_bev_hard", "camera_val_loss",
             "val_ap_bev_50", "test_heading_error_deg", "test_heading_reversed"} <= set(logged.data.metrics)
     assert 0 <= logged.data.metrics["test_heading_reversed"] <= 1
+    # What each stage's validation logged is exactly what the domain declares for its `monitor`.
+    from pipelines.driving import DOMAIN
+
+    assert {k for k in logged.data.metrics if k.startswith("val_")} == set(DOMAIN.validation_metrics["train"])
+    assert ({k[len("camera_"):] for k in logged.data.metrics if k.startswith("camera_val_")}
+            == set(DOMAIN.validation_metrics["camera_train"]))
     assert logged.data.metrics["test_heading_error_deg"] < 45  # the axis is learnt; the direction see README
     plots = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert [a.path for a in client.list_artifacts(logged.info.run_id, "curves")] == ["curves/pr_bev_test.json"]

@@ -39,6 +39,10 @@ def test_run_learns_far_above_chance_and_registers_a_champion(trained):
     assert {"test_auc", "test_recall", "test_precision", "test_recall_at_1pct_fpr"} <= set(logged.data.metrics)
     history = client.get_metric_history(logged.info.run_id, "val_auc")
     assert len(history) >= 1
+    # What validation logged is exactly what the domain declares for `train.monitor` to choose from.
+    from pipelines.fraud import DOMAIN
+
+    assert {k for k in logged.data.metrics if k.startswith("val_")} == set(DOMAIN.validation_metrics["train"])
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/pr_test.png", "plots/learning_curves.png"} <= artifacts
     champion = client.get_model_version_by_alias("fraud-lstm-gat", "champion")

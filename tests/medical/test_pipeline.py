@@ -28,6 +28,10 @@ def test_run_learns_far_above_chance_and_logs_froc(trained):
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     logged = client.get_run(run.value("run_id"))
     assert {"test_auc", "test_recall", "test_precision", "test_cpm"} <= set(logged.data.metrics)
+    # What validation logged is exactly what the domain declares for `train.monitor` to choose from.
+    from pipelines.medical import DOMAIN
+
+    assert {k for k in logged.data.metrics if k.startswith("val_")} == set(DOMAIN.validation_metrics["train"])
     plots = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/froc_test.png", "plots/patches_test.png"} <= plots
 
