@@ -50,6 +50,8 @@ def markdown_table(rows: list[dict[str, object]]) -> str:
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.1f}"
     return str(value)
