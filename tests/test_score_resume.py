@@ -46,21 +46,38 @@ def job(tmp_path_factory):
     return root, args, env
 
 
+def _kill_after_parts(command: list[str], env: dict[str, str], out: Path, parts: int = 2) -> int:
+    """Start a scoring job, SIGKILL it (and, for Spark, its JVM and workers) once `parts` parts are kept
+    beside `out`; return how many parts the kill left in `<out>.partial/`."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    partial = out.with_name(out.name + ".partial")
+    deadline = time.monotonic() + 300
+    while len(list(partial.glob("part-*.pkl"))) < parts and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list(partial.glob("part-*.pkl")))
+
+
+def _with_small_parts(module: str, size_name: str, size: int, part_function: str, pause_s: float) -> str:
+    """`python -c` code that runs the CLI with `module.size_name = size` and each call of `part_function`
+    held back `pause_s` and logged as a line of $PARTS_SCORED, so a test can kill it mid-job and see
+    what a resumed job redid."""
+    return (f"import os, time, runpy, {module} as s; s.{size_name} = {size}; f = s.{part_function}; "
+            "log = lambda: open(os.environ['PARTS_SCORED'], 'a').write('part\\n'); "
+            f"s.{part_function} = lambda *a, **k: (time.sleep({pause_s}), log(), f(*a, **k))[2]; "
+            "runpy.run_module('pipelines', run_name='__main__')")
+
+
 @pytest.mark.parametrize("engine", ["local", pytest.param("spark", marks=pytest.mark.slow)])
 def test_killed_scoring_resumes_to_the_same_bytes(job, engine):
     root, args, env = job
     out = root / f"killed_{engine}.csv"
     extra = ["--engine", "spark", "--partitions", "2"] if engine == "spark" else []
     command = [sys.executable, "-m", "pipelines", *args, "--output", str(out), *extra]
-    proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    kept = _kill_after_parts(command, {**os.environ, **env}, out)
     partial = out.with_name(out.name + ".partial")
-    deadline = time.monotonic() + 300
-    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the job and, for Spark, its JVM and Python workers
-    proc.wait()
-    kept = len(list(partial.glob("part-*.pkl")))
     assert kept >= 2 and not out.exists(), "killed before the end: parts kept, no output yet"
 
     other = suite(*args, "--output", str(out), *extra, "--batch-size", "7", env=env)
@@ -105,11 +122,7 @@ def test_another_job_refuses_to_mix(tmp_path):
 
 # Fraud scores in one process in parts of rows (apps.fraud.scorer.ROWS_PER_PART, 262,144): the job runs
 # with 500-row parts, each held back 0.2 s, so that a 5,000-row file has ten parts and time to be killed.
-# Each part's network pass appends a line to $PARTS_SCORED, so a test can see what a resumed job redid.
-_SMALL_PARTS = ("import os, time, runpy, apps.fraud.scorer as s; s.ROWS_PER_PART = 500; f = s.predict_rows; "
-                "log = lambda: open(os.environ['PARTS_SCORED'], 'a').write('part\\n'); "
-                "s.predict_rows = lambda *a, **k: (time.sleep(0.2), log(), f(*a, **k))[2]; "
-                "runpy.run_module('pipelines', run_name='__main__')")
+_SMALL_PARTS = _with_small_parts("apps.fraud.scorer", "ROWS_PER_PART", 500, "predict_rows", 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +158,8 @@ def test_killed_fraud_scoring_resumes_from_its_row_parts_to_the_same_bytes(fraud
     assert len((root / "straight.parts").read_text().split()) == 10  # 5,000 rows in 500-row parts
     out = root / "killed.csv"
     command = [sys.executable, "-c", _SMALL_PARTS, *args, "--output", str(out)]
-    env = {**env, "PARTS_SCORED": str(root / "killed.parts")}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kept = _kill_after_parts(command, {**env, "PARTS_SCORED": str(root / "killed.parts")}, out)
     partial = out.with_name(out.name + ".partial")
-    deadline = time.monotonic() + 300
-    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    kept = len(list(partial.glob("part-*.pkl")))
     assert 2 <= kept < 10 and not out.exists(), f"killed mid-job: {kept} of 10 parts kept, no output yet"
 
     resumed = subprocess.run(command, env={**env, "PARTS_SCORED": str(root / "resumed.parts")}, capture_output=True,
@@ -166,10 +172,7 @@ def test_killed_fraud_scoring_resumes_from_its_row_parts_to_the_same_bytes(fraud
 
 # Driving scores chunks of frames (apps.driving.scorer.FRAMES_PER_READ, 64): the job runs with 2-frame
 # chunks, each held back 0.3 s and logged to $PARTS_SCORED, so that 12 frames make six parts.
-_SMALL_CHUNKS = ("import os, time, runpy, apps.driving.scorer as s; s.FRAMES_PER_READ = 2; f = s.score_chunk; "
-                 "log = lambda: open(os.environ['PARTS_SCORED'], 'a').write('part\\n'); "
-                 "s.score_chunk = lambda *a, **k: (time.sleep(0.3), log(), f(*a, **k))[2]; "
-                 "runpy.run_module('pipelines', run_name='__main__')")
+_SMALL_CHUNKS = _with_small_parts("apps.driving.scorer", "FRAMES_PER_READ", 2, "score_chunk", 0.3)
 
 
 def test_killed_driving_scoring_resumes_from_its_chunks_to_the_same_files(tmp_path):
@@ -201,15 +204,8 @@ def test_killed_driving_scoring_resumes_from_its_chunks_to_the_same_files(tmp_pa
     assert len((tmp_path / "straight.parts").read_text().split()) == 6
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*args, "--output", str(out)], env={**env, "PARTS_SCORED": str(tmp_path / "k.parts")},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    kept = _kill_after_parts([*args, "--output", str(out)], {**env, "PARTS_SCORED": str(tmp_path / "k.parts")}, out)
     partial = out.with_name(out.name + ".partial")
-    deadline = time.monotonic() + 300
-    while len(list(partial.glob("part-*.pkl"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    kept = len(list(partial.glob("part-*.pkl")))
     assert 2 <= kept < 6 and not out.exists(), f"killed mid-job: {kept} of 6 chunks kept, no output yet"
 
     resumed = run("killed", "resumed.parts")
