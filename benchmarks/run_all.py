@@ -5,7 +5,7 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from benchmarks import driving_bench, fraud_bench, medical_bench, scaleout_bench
+from benchmarks import driving_bench, fraud_bench, fraud_large, medical_bench, scaleout_bench
 from benchmarks.common import machine
 from common.io import atomic_path
 
@@ -15,11 +15,13 @@ RESULTS = Path(__file__).parent / "RESULTS.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
-    parser.add_argument("--only", choices=["fraud", "medical", "driving", "scaleout"])
+    parser.add_argument("--only", choices=["fraud", "medical", "driving", "scaleout", "fraud-large"],
+                        help="one section; fraud-large (PaySim's size) runs only when asked for")
     parser.add_argument("--fraud-epochs", type=int, default=2)
     parser.add_argument("--medical-epochs", type=int, default=15)
     parser.add_argument("--driving-epochs", type=int, default=10)
     parser.add_argument("--driving-camera-epochs", type=int, default=8)
+    parser.add_argument("--fraud-large-epochs", type=int, default=2, help="0: score a model trained on medium")
     args = parser.parse_args()
     sections = []
     if args.only in (None, "fraud"):
@@ -34,7 +36,12 @@ def main() -> None:
     if args.only in (None, "scaleout"):
         sections.append(scaleout_bench.run())
         print(sections[-1], flush=True)
+    if args.only == "fraud-large":
+        sections.append(fraud_large.run(args.fraud_large_epochs))
+        print(sections[-1], flush=True)
     command = "make bench" if args.only is None else f"python -m benchmarks.run_all --only {args.only}"
+    if args.only == "fraud-large":
+        command += f" --fraud-large-epochs {args.fraud_large_epochs}"
     header = (f"## {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC — `{command}` (scale {args.scale})\n\n"
               f"Machine: {machine()}\n")
     previous = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nNewest first.\n"

@@ -168,7 +168,10 @@ class MoneyGraph:
     """The account graph of money flows, one edge per (sender, receiver, window), both directions.
 
     `snapshot(k)` is the graph of every window before window k: node features summarise each account's
-    past flows exactly; each node keeps its `max_neighbors` most recent edges for message passing.
+    past flows exactly. For message passing each account hears from its `max_neighbors` most recent
+    counterparties, one edge each (that pair's newest window), merchants excepted: a busy account's
+    daily payments would otherwise crowd out the few transfers that tie it to other people, and a
+    merchant's embedding says little about the customers who pay there.
     """
 
     def __init__(self, tables: TransactionTables, df: pd.DataFrame, max_neighbors: int):
@@ -195,8 +198,10 @@ class MoneyGraph:
         self.n_nodes = tables.n_nodes
         self.is_merchant = tables.is_merchant.astype(np.float32)
         self.max_neighbors = max_neighbors
-        # Newest edges first within each target, so "most recent N" is a prefix of each group.
-        self._order = np.lexsort((-self.edge_window, self.target))
+        # Grouped by (target, source), newest window first: a pair's newest visible edge is where its
+        # visible suffix starts.
+        self._pair_order = np.lexsort((-self.edge_window, self.source, self.target))
+        self._from_merchant = self.is_merchant[self.source] > 0
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def node_features(self, k: int) -> np.ndarray:
@@ -223,14 +228,16 @@ class MoneyGraph:
         return self._cache[k]
 
     def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        order = self._order
-        visible = self.edge_window[order] < k
-        target = self.target[order]
-        group_start = np.r_[True, target[1:] != target[:-1]]
-        seen = np.cumsum(visible)
-        before_group = np.maximum.accumulate(np.where(group_start, seen - visible, 0))
-        keep = visible & ((seen - before_group) <= self.max_neighbors)
-        chosen = order[keep]
+        order = self._pair_order
+        target, source = self.target[order], self.source[order]
+        visible = (self.edge_window[order] < k) & ~self._from_merchant[order]
+        new_pair = np.r_[True, (target[1:] != target[:-1]) | (source[1:] != source[:-1])]
+        newest = order[visible & (new_pair | ~np.r_[False, visible[:-1]])]
+        by_recency = newest[np.lexsort((-self.edge_window[newest], self.target[newest]))]
+        target = self.target[by_recency]
+        group_start = np.flatnonzero(np.r_[True, target[1:] != target[:-1]])
+        rank = np.arange(len(target)) - np.repeat(group_start, np.diff(np.r_[group_start, len(target)]))
+        chosen = by_recency[rank < self.max_neighbors]
         age = np.log1p(k - 1 - self.edge_window[chosen]).astype(np.float32)
         attr = self.edge_base[chosen].copy()
         attr = np.c_[attr[:, :4], age, attr[:, 4]]

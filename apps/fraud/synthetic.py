@@ -1,37 +1,48 @@
-"""Synthetic PaySim-format transactions whose fraud needs account history and the transfer graph.
+"""Synthetic PaySim-format transactions: ordinary customers, mules, rings and the thefts they run.
 
 The file has PaySim's exact columns, order and conventions (`step` is the hour from 1, customers
 `C<digits>`, merchants `M<digits>` with balances reported as 0/0, amounts with 2 decimals,
-`isFlaggedFraud` = TRANSFER above 200,000). Rows are sorted by step. Patterns in it:
+`isFlaggedFraud` = TRANSFER above 200,000), and about PaySim's share of types. Rows are sorted by
+step. This module says which behaviours it simulates; it knows nothing of the models fitted to it.
 
 Legitimate behaviour
 - Customers transact repeatedly: each has an activity rate (log-normal, so a few are very busy),
   an amount scale and its own preferred mix of types drawn around PaySim's mix. PAYMENT goes to
   merchants; CASH_IN, CASH_OUT and DEBIT go through a cash agent (a `C` account, usually the
   customer's home agent); TRANSFER goes mostly to 1-3 established counterparties (own or family
-  accounts), sometimes to a new customer.
+  accounts), sometimes to a new customer. Activity follows a daily cycle.
 - Balances are tracked per account in time order: outgoing types lower the origin balance by the
   amount, CASH_IN raises it (and lowers the agent's, as in PaySim), and a customer destination's
   old/new balances continue its running balance. A legitimate payment larger than the balance is
   scaled down to 10-90 % of it, or becomes a CASH_IN top-up when the account is nearly empty.
-- Hard negatives: legitimate TRANSFERs that empty the account to an established counterparty,
-  legitimate large CASH_OUTs (60-100 % of the balance), transfers to new counterparties, small
-  transfers between friends (same sizes as fraud probes).
-- PaySim-style noise: a fraction of would-overdraw legitimate rows are recorded as PaySim records
-  them (amount kept, `newbalanceOrig` = 0, so old - amount != new); a fraction of rows to
-  customer accounts report destination balances 0/0 although money arrived (more often for fraud,
-  so "balance error" features are informative but noisy); a cash agent short of cash is silently
-  refilled (its old balance then jumps).
+- Unusual but honest: TRANSFERs that empty the account to an established counterparty, large
+  CASH_OUTs (60-100 % of the balance), transfers to new counterparties, small transfers between friends.
+- Household pooling: a customer sends an ordinary transfer to one of its counterparties, who passes
+  most of it (90-97 %) on to one of its own counterparties within a few hours. Receiving money and
+  sending it on soon after is something many honest accounts do.
+- PaySim-style recording noise: a fraction of would-overdraw legitimate rows are recorded as PaySim
+  records them (amount kept, `newbalanceOrig` = 0, so old - amount != new); a fraction of rows to
+  customer accounts, fraud or not alike, report destination balances 0/0 although money arrived; a
+  cash agent short of cash is silently refilled (its old balance then jumps).
 
-Fraud (about `fraud_rate` of rows, only TRANSFER and CASH_OUT, all rows below have isFraud = 1)
-- Account takeover: an active customer's account makes 1-3 small probe TRANSFERs to a mule
-  (labelled fraud: the fraudster made them), then within a few hours a TRANSFER of the whole
-  balance to that mule, then within a few hours the mule's CASH_OUT of the money received.
-- Partial fraud: one TRANSFER of 30-90 % of the victim's balance to a mule, then the mule's CASH_OUT.
-- Mule rings: mules belong to rings; rings (Zipf-popular) and their mules are reused over the whole
-  period across many victims, so a destination that keeps receiving from emptied, unrelated
-  accounts is the graph signal. Mules also have a little legitimate-looking activity.
-- Fraud happens at any hour, while legitimate activity follows a daily cycle.
+Mules and rings
+- Mules are recruited from ordinary, busy accounts: their balances, type mix and everyday activity
+  are a customer's. They belong to rings of `mules_per_ring` accounts, one of which is the ring's
+  collector; rings are Zipf-popular and reused over the whole period across many victims.
+- Recruitment: some days (1-10) before a ring first uses a mule, the collector sends it a small
+  deposit (a TRANSFER with isFraud = 0: no money is stolen by it).
+
+Fraud (about `fraud_rate` of rows, only TRANSFER and CASH_OUT, all with isFraud = 1)
+- Account takeover (at any hour): a customer's account makes 1-3 probe TRANSFERs to a mule (made by
+  the fraudster, so fraud), then within a few hours a TRANSFER of the whole balance to that mule,
+  then within a few hours the mule's CASH_OUT of the money received.
+- Partial fraud (daily cycle): one TRANSFER of 30-90 % of the victim's balance to a mule, then the
+  mule's CASH_OUT.
+- Ring laundering (daily cycle): a compromised account sends one TRANSFER of the size it usually
+  sends (never more than its balance) to a mule of a ring; within a few hours the mule passes
+  90-97 % of it on to its ring's collector, who cashes it out within a few hours more. The victim
+  behaves as usual, and the mule as a pooling household does; the collector receives from many
+  mules, each of which received from several unrelated senders.
 """
 from __future__ import annotations
 
@@ -52,7 +63,7 @@ FLAG_THRESHOLD = 200_000.0  # PaySim's rule: isFlaggedFraud = TRANSFER with amou
 OUTPUT_NAME = "transactions.csv"
 
 # How a row's amount is decided when balances are replayed in time order.
-_FIXED, _SHARE_OF_BALANCE, _SAME_AS_REF = 0, 1, 2
+_FIXED, _SHARE_OF_BALANCE, _SHARE_OF_REF = 0, 1, 2  # _SHARE_OF_REF: of the amount of row `ref`
 
 
 @dataclass(frozen=True)
@@ -66,16 +77,17 @@ class SyntheticScale:
     n_steps: int
     approx_rows: int
     fraud_rate: float = 0.01
-    mules_per_ring: int = 6
+    mules_per_ring: int = 10  # a collector and its mules
 
 
 SCALES: dict[str, SyntheticScale] = {
-    "small": SyntheticScale(n_customers=4_000, n_merchants=1_500, n_agents=150, n_mules=36,
+    "small": SyntheticScale(n_customers=4_000, n_merchants=1_500, n_agents=150, n_mules=80,
                             n_steps=240, approx_rows=50_000),
-    "medium": SyntheticScale(n_customers=40_000, n_merchants=10_000, n_agents=800, n_mules=240,
+    "medium": SyntheticScale(n_customers=40_000, n_merchants=10_000, n_agents=800, n_mules=800,
                              n_steps=720, approx_rows=550_000),
-    "large": SyntheticScale(n_customers=200_000, n_merchants=40_000, n_agents=3_000, n_mules=1_200,
-                            n_steps=743, approx_rows=3_000_000),
+    # PaySim's own size: 6.36 M rows over 743 hours.
+    "large": SyntheticScale(n_customers=480_000, n_merchants=100_000, n_agents=8_000, n_mules=8_000,
+                            n_steps=743, approx_rows=6_300_000),
 }
 
 
@@ -86,18 +98,16 @@ class Behaviour:
     # Type mix (order of TRANSACTION_TYPES: CASH_IN, CASH_OUT, DEBIT, PAYMENT, TRANSFER), near PaySim's.
     type_mix: tuple[float, ...] = (0.22, 0.35, 0.01, 0.33, 0.09)
     type_concentration: float = 6.0  # Dirichlet concentration of each customer's own mix
-    mule_type_mix: tuple[float, ...] = (0.5, 0.0, 0.0, 0.5, 0.0)
     type_amount_median: tuple[float, ...] = (260_000.0, 150_000.0, 5_000.0, 12_000.0, 250_000.0)
     amount_sigma: float = 0.9  # log-normal spread of one customer's amounts
     customer_scale_sigma: float = 0.7  # log-normal spread of customers' amount scales
     activity_sigma: float = 1.0  # log-normal spread of customers' activity rates
-    mule_activity_factor: float = 0.3
-    small_transfer_share: float = 0.3  # legit transfers that are small (friends, probes look alike)
+    mule_activity_factor: float = 3.0  # mules are recruited from busy accounts
+    small_transfer_share: float = 0.3  # legit transfers that are small (between friends)
     small_transfer_median: float = 2_500.0
     initial_balance_median: float = 80_000.0
     initial_balance_sigma: float = 1.2
     zero_balance_share: float = 0.1
-    mule_initial_balance_max: float = 2_000.0
     agent_balance_median: float = 20_000_000.0
     agent_refill: float = 5_000_000.0  # cash given to an agent that cannot pay a CASH_IN
     max_partners: int = 3  # established transfer counterparties per customer
@@ -114,20 +124,26 @@ class Behaviour:
     capped_share: tuple[float, float] = (0.1, 0.9)  # an over-balance legit amount becomes this share
     overdraft_noise: float = 0.15  # over-balance legit rows recorded PaySim-style (new balance 0)
     dest_zero_noise_legit: float = 0.05  # rows to a customer account reporting 0/0 destination balances
-    dest_zero_noise_fraud: float = 0.3
-    takeover_share: float = 0.6  # fraud events that are takeovers; the rest are partial
+    dest_zero_noise_fraud: float = 0.05
+    takeover_share: float = 0.35  # fraud events that are takeovers
+    ring_share: float = 0.4  # fraud events that are ring laundering; the rest are partial
     probes: tuple[int, int] = (1, 3)
-    probe_median: float = 2_000.0
+    probe_median: float = 20_000.0
     probe_sigma: float = 1.0
     probe_gap_steps: float = 0.6  # max hours between consecutive takeover transfers
     takeover_delay_steps: float = 2.0  # max hours from the last probe to the emptying transfer
     cashout_delay_steps: float = 4.0  # max hours from a mule receiving money to its cash-out
     partial_share: tuple[float, float] = (0.3, 0.9)
     ring_zipf: float = 0.7
-    legit_empty_per_fraud_event: float = 1.2
+    legit_empty_per_fraud_event: float = 3.0
     big_cashout_per_fraud_event: float = 1.5
     big_cashout_share: tuple[float, float] = (0.6, 1.0)
     big_cashout_full: float = 0.3  # big cash-outs that take the whole balance
+    pooling_per_fraud_event: float = 3.0  # legitimate pass-on chains per fraud event
+    pass_on_delay_steps: float = 6.0  # max hours from receiving money to passing it on (pooling, mules)
+    pass_on_share: tuple[float, float] = (0.9, 0.97)  # of the money received that is passed on
+    recruitment_median: float = 1_000.0  # a ring's deposit to a new mule (not a theft: isFraud 0)
+    recruitment_lead_steps: tuple[float, float] = (24.0, 240.0)  # hours between it and the mule's first use
 
 
 DEFAULT_BEHAVIOUR = Behaviour()
@@ -201,16 +217,14 @@ class _World:
         activity[n_c:] *= b.mule_activity_factor
         amount_scale = rng.lognormal(0.0, b.customer_scale_sigma, n_p)
         type_pref = rng.dirichlet(np.asarray(b.type_mix) * b.type_concentration, n_p)
-        type_pref[n_c:] = b.mule_type_mix
 
         n_partners = rng.integers(1, b.max_partners + 1, n_c)
         partners = (np.arange(n_c)[:, None] + rng.integers(1, n_c, (n_c, b.max_partners))) % n_c
         home_agent = n_p + rng.integers(0, n_a, n_p)
 
         initial = np.zeros(n_p + n_a + scale.n_merchants)
-        initial[:n_c] = rng.lognormal(np.log(b.initial_balance_median), b.initial_balance_sigma, n_c)
-        initial[:n_c] *= amount_scale[:n_c] * (rng.random(n_c) >= b.zero_balance_share)
-        initial[n_c:n_p] = rng.uniform(0.0, b.mule_initial_balance_max, n_m)
+        initial[:n_p] = rng.lognormal(np.log(b.initial_balance_median), b.initial_balance_sigma, n_p)
+        initial[:n_p] *= amount_scale * (rng.random(n_p) >= b.zero_balance_share)
         initial[n_p:n_p + n_a] = rng.lognormal(np.log(b.agent_balance_median), 0.5, n_a)
         initial = np.round(initial, 2)
 
@@ -227,6 +241,31 @@ class _World:
         """One established counterparty of each (customer) person."""
         pick = (rng.random(len(person)) * self.n_partners[person]).astype(np.int64)
         return self.partners[person, pick]
+
+    def ring_of_event(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The ring each of n fraud events uses (Zipf-popular rings are reused the most)."""
+        return rng.choice(len(self.ring_p), n, p=self.ring_p)
+
+    def collector(self, ring: np.ndarray) -> np.ndarray:
+        """Each ring's collector: its first member."""
+        return self.scale.n_customers + ring * self.scale.mules_per_ring
+
+    def ring_mule(self, ring: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A mule of each ring other than its collector."""
+        size = np.minimum(self.scale.mules_per_ring, self.scale.n_mules - ring * self.scale.mules_per_ring)
+        return self.collector(ring) + 1 + (rng.random(len(ring)) * (size - 1)).astype(np.int64)
+
+    def cash_agent(self, person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The agent each person deals cash with: usually its home agent, else a Zipf-popular one."""
+        n = len(person)
+        any_agent = self.first_agent + rng.choice(self.scale.n_agents, n, p=self.agent_p)
+        return np.where(rng.random(n) < self.behaviour.home_agent_share, self.home_agent[person], any_agent)
+
+    def usual_transfer(self, person: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A transfer amount of the size each person usually sends."""
+        b = self.behaviour
+        median = b.type_amount_median[TRANSFER] * self.amount_scale[person]
+        return np.round(median * rng.lognormal(0.0, b.amount_sigma, len(person)), 2)
 
     def times(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Continuous times following the daily cycle: step = floor(time), from 1."""
@@ -268,7 +307,8 @@ class _Events:
         self.size = 0
 
     def add(self, n: int, **columns: np.ndarray | float) -> int:
-        """Add n events; scalars broadcast; returns the index of the first one."""
+        """Add n events; scalars broadcast; returns the index of the first one. Legit `_FIXED` rows need
+        `alt_dest` (the agent where a nearly empty account tops up instead)."""
         defaults = {"alt_dest": -1, "amount": 0.0, "mode": _FIXED, "share": 1.0, "ref": -1, "fraud": 0,
                     "noise_orig": False, "noise_dest": False}
         block = {}
@@ -299,7 +339,8 @@ def _legit_events(world: _World, events: _Events, rng: np.random.Generator) -> N
     n_fraud_events = _n_fraud_events(scale, b)
     n_empty = round(b.legit_empty_per_fraud_event * n_fraud_events)
     n_big = round(b.big_cashout_per_fraud_event * n_fraud_events)
-    n_normal = max(0, scale.approx_rows - _n_fraud_rows(scale, b) - n_empty - n_big)
+    n_pool = round(b.pooling_per_fraud_event * n_fraud_events)
+    n_normal = max(0, scale.approx_rows - _n_fraud_rows(scale, b) - n_empty - n_big - 2 * n_pool)
 
     # Ordinary activity: counts per person and type, then one row each.
     counts = rng.multinomial(n_normal, world.activity / world.activity.sum())
@@ -332,6 +373,18 @@ def _legit_events(world: _World, events: _Events, rng: np.random.Generator) -> N
                mode=_SHARE_OF_BALANCE, share=share,
                noise_dest=rng.random(n_big) < b.dest_zero_noise_legit)
 
+    # Household pooling: an ordinary transfer to a counterparty, passed on to one of its own.
+    who = world.customers_by_activity(n_pool, rng)
+    middle = world.partner_of(who, rng)
+    sent_at = np.minimum(world.times(n_pool, rng), 1.0 + scale.n_steps - b.pass_on_delay_steps)
+    first = events.add(n_pool, time=sent_at, type=TRANSFER, orig=who, dest=middle, alt_dest=world.home_agent[who],
+                       amount=world.usual_transfer(who, rng), share=rng.uniform(*b.capped_share, n_pool),
+                       noise_dest=rng.random(n_pool) < b.dest_zero_noise_legit)
+    events.add(n_pool, time=sent_at + rng.uniform(0.01, b.pass_on_delay_steps, n_pool), type=TRANSFER,
+               orig=middle, dest=world.partner_of(middle, rng), mode=_SHARE_OF_REF, ref=first + np.arange(n_pool),
+               share=rng.uniform(*b.pass_on_share, n_pool),
+               noise_dest=rng.random(n_pool) < b.dest_zero_noise_legit)
+
 
 def _legit_destinations(world: _World, orig: np.ndarray, kind: np.ndarray,
                         rng: np.random.Generator) -> np.ndarray:
@@ -343,9 +396,7 @@ def _legit_destinations(world: _World, orig: np.ndarray, kind: np.ndarray,
     dest[pay] = world.first_merchant + rng.choice(scale.n_merchants, int(pay.sum()), p=world.merchant_p)
 
     cash = ~pay & (kind != TRANSFER)
-    n_cash = int(cash.sum())
-    any_agent = world.first_agent + rng.choice(scale.n_agents, n_cash, p=world.agent_p)
-    dest[cash] = np.where(rng.random(n_cash) < b.home_agent_share, world.home_agent[orig[cash]], any_agent)
+    dest[cash] = world.cash_agent(orig[cash], rng)
 
     transfer = kind == TRANSFER
     sender = orig[transfer]
@@ -360,7 +411,8 @@ def _legit_destinations(world: _World, orig: np.ndarray, kind: np.ndarray,
 
 def _rows_per_event(b: Behaviour) -> float:
     mean_probes = (b.probes[0] + b.probes[1]) / 2
-    return b.takeover_share * (mean_probes + 2) + (1 - b.takeover_share) * 2
+    partial = 1.0 - b.takeover_share - b.ring_share
+    return b.takeover_share * (mean_probes + 2) + partial * 2 + b.ring_share * 3
 
 
 def _n_fraud_events(scale: SyntheticScale, b: Behaviour) -> int:
@@ -373,15 +425,18 @@ def _n_fraud_rows(scale: SyntheticScale, b: Behaviour) -> int:
 
 def _fraud_events(world: _World, events: _Events, rng: np.random.Generator) -> None:
     scale, b = world.scale, world.behaviour
-    n_events = _n_fraud_events(scale, b)
+    n_all = _n_fraud_events(scale, b)
+    pattern = rng.random(n_all)
+    ring_mules, ring_times = _ring_laundering(world, events, int((pattern < b.ring_share).sum()), rng)
+    n_events = int((pattern >= b.ring_share).sum())
     victim = world.customers_by_activity(n_events, rng)
-    ring = rng.choice(len(world.ring_p), n_events, p=world.ring_p)
-    ring_size = np.minimum(scale.mules_per_ring, scale.n_mules - ring * scale.mules_per_ring)
-    mule = scale.n_customers + ring * scale.mules_per_ring + (rng.random(n_events) * ring_size).astype(np.int64)
-    takeover = rng.random(n_events) < b.takeover_share
+    mule = world.ring_mule(world.ring_of_event(n_events, rng), rng)
+    takeover = rng.random(n_events) < b.takeover_share / max(1e-9, 1.0 - b.ring_share)
     n_probes = np.where(takeover, rng.integers(b.probes[0], b.probes[1] + 1, n_events), 0)
     span = b.probes[1] * b.probe_gap_steps + b.takeover_delay_steps + b.cashout_delay_steps
-    start = 1.0 + rng.random(n_events) * max(1e-9, scale.n_steps - span)  # any hour
+    latest = 1.0 + max(1e-9, scale.n_steps - span)
+    start = np.where(takeover, 1.0 + rng.random(n_events) * (latest - 1.0),  # takeovers: any hour
+                     np.minimum(world.times(n_events, rng), latest))  # partial fraud: the daily cycle
     noise = b.dest_zero_noise_fraud
 
     # Probes: small transfers to the mule, each a little after the previous one.
@@ -407,9 +462,53 @@ def _fraud_events(world: _World, events: _Events, rng: np.random.Generator) -> N
 
     # The mule cashes out what it received.
     cash_time = theft_time + rng.uniform(0.01, b.cashout_delay_steps, n_events)
-    agent = world.first_agent + rng.choice(scale.n_agents, n_events, p=world.agent_p)
-    events.add(n_events, time=cash_time, type=CASH_OUT, orig=mule, dest=agent, mode=_SAME_AS_REF,
-               ref=first_theft + np.arange(n_events), fraud=1, noise_dest=rng.random(n_events) < noise)
+    events.add(n_events, time=cash_time, type=CASH_OUT, orig=mule, dest=world.cash_agent(mule, rng),
+               mode=_SHARE_OF_REF, ref=first_theft + np.arange(n_events), fraud=1,
+               noise_dest=rng.random(n_events) < noise)
+    _recruitment(world, events, np.r_[ring_mules, mule], np.r_[ring_times, start], rng)
+
+
+def _recruitment(world: _World, events: _Events, mule: np.ndarray, used_at: np.ndarray,
+                 rng: np.random.Generator) -> None:
+    """Each mule gets a small deposit from its ring's collector some days before the ring first uses it."""
+    b = world.behaviour
+    first_use = np.full(world.n_persons, np.inf)
+    np.minimum.at(first_use, mule, used_at)
+    recruits = np.flatnonzero(np.isfinite(first_use))
+    n = len(recruits)
+    ring = (recruits - world.scale.n_customers) // world.scale.mules_per_ring
+    lead = rng.uniform(*b.recruitment_lead_steps, n)
+    collector = world.collector(ring)
+    events.add(n, time=np.maximum(1.0, first_use[recruits] - lead), type=TRANSFER, orig=collector,
+               dest=recruits, alt_dest=world.home_agent[collector],
+               amount=np.round(rng.lognormal(np.log(b.recruitment_median), 0.5, n), 2),
+               share=rng.uniform(*b.capped_share, n), noise_dest=rng.random(n) < b.dest_zero_noise_legit)
+
+
+def _ring_laundering(world: _World, events: _Events, n: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Victim -> mule (an ordinary-sized transfer), mule -> its ring's collector, collector's cash-out.
+
+    Returns each event's mule and the time it received the money."""
+    scale, b = world.scale, world.behaviour
+    victim = world.customers_by_activity(n, rng)
+    ring = world.ring_of_event(n, rng)
+    mule = world.ring_mule(ring, rng)
+    latest = 1.0 + scale.n_steps - b.pass_on_delay_steps - b.cashout_delay_steps
+    sent_at = np.minimum(world.times(n, rng), latest)  # the daily cycle, ending inside the period
+    noise = b.dest_zero_noise_fraud
+    theft = events.add(n, time=sent_at, type=TRANSFER, orig=victim, dest=mule,
+                       amount=world.usual_transfer(victim, rng), share=rng.uniform(*b.capped_share, n),
+                       fraud=1, noise_dest=rng.random(n) < noise)
+    passed_at = sent_at + rng.uniform(0.01, b.pass_on_delay_steps, n)
+    passed = events.add(n, time=passed_at, type=TRANSFER, orig=mule, dest=world.collector(ring),
+                        mode=_SHARE_OF_REF, ref=theft + np.arange(n), share=rng.uniform(*b.pass_on_share, n),
+                        fraud=1, noise_dest=rng.random(n) < noise)
+    collector = world.collector(ring)
+    events.add(n, time=passed_at + rng.uniform(0.01, b.cashout_delay_steps, n), type=CASH_OUT,
+               orig=collector, dest=world.cash_agent(collector, rng), mode=_SHARE_OF_REF,
+               ref=passed + np.arange(n), fraud=1, noise_dest=rng.random(n) < noise)
+    return mule, sent_at
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,7 +555,7 @@ def _replay(world: _World, ev: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         elif mode == _SHARE_OF_BALANCE:
             a = bo if shares[i] >= 1.0 else math.floor(bo * shares[i] * 100.0) / 100.0
         else:
-            a = min(amount[refs[i]], bo)
+            a = min(math.floor(amount[refs[i]] * shares[i] * 100.0) / 100.0, bo)
         amount[i] = a
         old_o[i] = bo
         if kind == CASH_IN:

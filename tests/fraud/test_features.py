@@ -58,6 +58,34 @@ def test_graph_snapshot_holds_only_earlier_windows(transactions):
     assert edge_attr.shape[1] == len(EDGE_FEATURE_NAMES)
 
 
+def rows(*transactions: tuple[int, str, str, str]) -> pd.DataFrame:
+    """A PaySim frame from (step, type, nameOrig, nameDest); amounts and balances do not matter here."""
+    df = pd.DataFrame(transactions, columns=["step", "type", "nameOrig", "nameDest"])
+    for column in ("amount", "oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest"):
+        df[column] = 100.0
+    return df.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def test_an_account_hears_from_its_most_recent_counterparties_once_each_and_not_from_merchants():
+    """A busy account's daily payments must not crowd out the one transfer that ties it to a person."""
+    df = rows((1, "TRANSFER", "C1", "C2"),                    # window 0: C1 -> C2, long ago
+              (30, "CASH_OUT", "C1", "C3"), (31, "CASH_OUT", "C1", "C3"),  # window 1: C1 -> agent C3
+              *((30 + d, "PAYMENT", "C1", f"M{d}") for d in range(6)),     # and six merchants
+              (60, "CASH_OUT", "C1", "C3"),                   # window 2: C3 again
+              (80, "PAYMENT", "C4", "M9"))                    # window 3 reads the graph of windows 0-2
+    cfg = FraudFeatureConfig(snapshot_steps=24, max_neighbors=2)
+    tables = build_tables(df, cfg)
+    node = dict(zip(pd.concat([df["nameOrig"], df["nameDest"]]), np.concatenate([tables.orig, tables.dest]),
+                    strict=True))
+    _, edge_index, edge_attr = MoneyGraph(tables, df, cfg.max_neighbors).snapshot(3)
+
+    into_c1 = edge_index[1] == node["C1"]
+    senders = sorted(edge_index[0, into_c1].tolist())
+    assert senders == sorted([node["C2"], node["C3"]])  # one edge each, no merchant
+    age = edge_attr[into_c1, EDGE_FEATURE_NAMES.index("log_age")]
+    assert sorted(np.expm1(age.numpy()).round().tolist()) == [0.0, 2.0]  # C3's newest window (2), C2's (0)
+
+
 def test_changing_later_rows_never_changes_earlier_scores(transactions):
     cfg = FraudFeatureConfig(snapshot_steps=12)
     scorer = untrained_scorer(transactions, cfg)

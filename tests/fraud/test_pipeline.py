@@ -30,8 +30,10 @@ def trained(store):
 
 def test_run_learns_far_above_chance_and_registers_a_champion(trained):
     root, env, data, run = trained
-    assert float(run.value("test_auc")) >= 0.9
-    assert float(run.value("test_recall_at_1pct_fpr")) >= 0.5
+    # The small set (10 days, ~70 test frauds, a third of them ring laundering) after 4 epochs; chance is
+    # 0.5 AUC and 0.01 recall at 1 % FPR. Per-row logistic regression reaches ~0.89 AUC on it.
+    assert float(run.value("test_auc")) >= 0.93
+    assert float(run.value("test_recall_at_1pct_fpr")) >= 0.25
     # A client bound to this store: another test may have pointed the process-wide registry elsewhere.
     client = mlflow.MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     logged = client.get_run(run.value("run_id"))

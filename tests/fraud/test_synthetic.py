@@ -1,4 +1,4 @@
-"""write_synthetic_paysim: real PaySim format, consistent balances, fraud that needs history and graph."""
+"""write_synthetic_paysim: real PaySim format, consistent balances, fraud that per-row models only half see."""
 from __future__ import annotations
 
 import re
@@ -6,16 +6,15 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from apps.fraud.baselines import baselines
+from apps.fraud.features import time_order
 from apps.fraud.reader import PAYSIM_COLUMNS, read_paysim
+from apps.fraud.split import temporal_split
 from apps.fraud.synthetic import SCALES, write_synthetic_paysim
 from common.errors import InputError
 
-RAW_NUMERIC = ["step", "amount", "oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest"]
 OUTGOING = ["TRANSFER", "CASH_OUT", "PAYMENT", "DEBIT"]
 CENT = 0.011  # two-decimal rounding
 
@@ -107,15 +106,39 @@ def test_customers_transact_many_times(frame):
     assert frame["nameOrig"].value_counts().median() >= 5
 
 
-def test_mules_receive_from_many_victims_and_cash_out(frame):
+def ring_laundering(frame: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
+    """The fraud transfers a mule passed on (mule -> collector), and the ring mules that made them."""
+    fraud = frame[frame["isFraud"] == 1]
+    transfers = fraud[fraud["type"] == "TRANSFER"]
+    passed_on = transfers[transfers["nameOrig"].isin(set(transfers["nameDest"]))]
+    return passed_on, set(passed_on["nameOrig"])
+
+
+def test_mules_pass_what_victims_sent_to_a_collector_who_cashes_out(frame):
     fraud = frame[frame["isFraud"] == 1]
     thefts = fraud[fraud["type"] == "TRANSFER"]
-    cash_outs = fraud[fraud["type"] == "CASH_OUT"]
+    passed_on, _ = ring_laundering(frame)
 
-    assert thefts.groupby("nameDest")["nameOrig"].nunique().max() >= 3
-    assert set(cash_outs["nameOrig"]) <= set(thefts["nameDest"])
+    assert passed_on.groupby("nameDest")["nameOrig"].nunique().max() >= 3  # a collector, many mules
+    assert set(fraud.loc[fraud["type"] == "CASH_OUT", "nameOrig"]) <= set(thefts["nameDest"])
     emptied = thefts[(thefts["newbalanceOrig"] == 0) & (thefts["amount"] > 0)]
-    assert len(emptied) > 0.2 * len(thefts)
+    assert len(emptied) > 0.1 * len(thefts)  # takeovers empty the account; ring laundering does not
+
+
+def test_only_the_graph_ties_a_ring_mule_to_its_ring(frame):
+    """A mule is a busy, ordinary-looking account: most of its rows are not fraud. What ties it to the ring
+    is the collector, which deposited money with it before the ring first used it."""
+    passed_on, mules = ring_laundering(frame)
+    involved = frame[frame["nameOrig"].isin(mules) | frame["nameDest"].isin(mules)]
+    mule_of_row = involved["nameOrig"].where(involved["nameOrig"].isin(mules), involved["nameDest"])
+    assert involved["isFraud"].groupby(mule_of_row).mean().median() < 0.5
+
+    collector_of = passed_on.groupby("nameOrig")["nameDest"].first()
+    first_pass = passed_on.groupby("nameOrig")["step"].min()
+    deposits = frame[(frame["isFraud"] == 0) & frame["nameDest"].isin(mules)
+                     & (frame["nameOrig"] == frame["nameDest"].map(collector_of))]
+    first_deposit = deposits.groupby("nameDest")["step"].min().reindex(first_pass.index)
+    assert (first_deposit < first_pass).mean() > 0.9
 
 
 def test_accounts_are_emptied_legitimately_too(frame):
@@ -126,54 +149,20 @@ def test_accounts_are_emptied_legitimately_too(frame):
     assert len(legit_empties) >= 0.5 * len(fraud_empties)
 
 
-def time_split_auc(frame: pd.DataFrame, features: pd.DataFrame, model) -> float:
-    """Train on the first 70 % of steps, report AUC on the rest (the contract's split by time)."""
-    y = frame["isFraud"].to_numpy()
-    train = (frame["step"] <= frame["step"].quantile(0.7)).to_numpy()
-    model.fit(features[train], y[train])
-    return roc_auc_score(y[~train], model.predict_proba(features[~train])[:, 1])
+def test_baselines_land_in_the_difficulty_bands(frame):
+    """Per-row logistic regression and gradient boosting with account aggregates stay well short of
+    perfect (at medium scale: ~0.90 and ~0.96 AUC, see benchmarks/RESULTS.md; the small set trains
+    them on 35 k rows), so the deep models have room to be compared."""
+    ordered = frame.iloc[time_order(frame)].reset_index(drop=True)
+    y = ordered["isFraud"].to_numpy()
+    train, _, test = temporal_split(ordered["step"].to_numpy(), 0.15, 0.15)
+    auc = {}
+    for name, (model, features) in baselines(seed=0).items():
+        x = features(ordered)
+        model.fit(x[train], y[train])
+        auc[name] = roc_auc_score(y[test], model.predict_proba(x[test])[:, 1])
+    logistic, boosting = auc.values()
 
-
-def logistic() -> object:
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-
-
-def per_row_features(frame: pd.DataFrame) -> pd.DataFrame:
-    features = pd.get_dummies(frame["type"]).astype(float).join(np.log1p(frame[RAW_NUMERIC[1:]]))
-    features["emptied"] = (frame["newbalanceOrig"] == 0).astype(float)
-    features["balance_error_orig"] = frame["oldbalanceOrg"] - frame["amount"] - frame["newbalanceOrig"]
-    features["balance_error_dest"] = frame["oldbalanceDest"] + frame["amount"] - frame["newbalanceDest"]
-    features["hour"] = (frame["step"] - 1) % 24
-    return features
-
-
-def history_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Past-only features of the two accounts: counterparty novelty and the receiving graph."""
-    features = per_row_features(frame)
-    pair_is_new = ~(frame["nameOrig"] + ">" + frame["nameDest"]).duplicated()
-    features["new_counterparty"] = pair_is_new.astype(float)
-    emptied_in = ((frame["type"] == "TRANSFER") & (frame["newbalanceOrig"] == 0)).astype(int)
-    features["dest_emptied_senders_before"] = np.log1p(emptied_in.groupby(frame["nameDest"]).cumsum()
-                                                       - emptied_in)
-    # Distinct senders the origin account had received transfers from before this row (a mule
-    # cashing out): count "new sender" events per account, placed just before each row.
-    new_sender = (pair_is_new & (frame["type"] == "TRANSFER")).to_numpy()
-    n = len(frame)
-    events = pd.DataFrame({
-        "account": np.concatenate([frame["nameDest"].to_numpy()[new_sender], frame["nameOrig"].to_numpy()]),
-        "at": np.concatenate([np.flatnonzero(new_sender), np.arange(n) - 0.5]),
-        "count": np.concatenate([np.ones(new_sender.sum()), np.zeros(n)]),
-    }).sort_values("at", kind="stable")
-    events["before"] = events.groupby("account")["count"].cumsum()
-    features["orig_senders_before"] = np.log1p(events.loc[events["count"] == 0, "before"].to_numpy())
-    return features
-
-
-def test_fraud_is_not_separable_per_row_but_learnable_with_history(frame):
-    raw_auc = time_split_auc(frame, frame[RAW_NUMERIC], logistic())
-    per_row_auc = time_split_auc(frame, per_row_features(frame), logistic())
-    history_auc = time_split_auc(frame, history_features(frame), logistic())
-
-    assert 0.6 < raw_auc < 0.99  # the raw columns carry signal, but are far from enough
-    assert per_row_auc < 0.97
-    assert history_auc > 0.97 and history_auc > per_row_auc + 0.02
+    assert 0.84 <= logistic <= 0.92, auc
+    assert 0.89 <= boosting <= 0.97, auc
+    assert boosting > logistic, auc

@@ -1,0 +1,77 @@
+"""Fraud at PaySim's own size: `suite synth fraud --scale large` (≈ 6.3 M rows, 743 steps), training and
+scoring through the CLI, each step's wall time and peak resident memory measured by GNU time.
+
+`python -m benchmarks.run_all --only fraud-large [--fraud-large-epochs N]` records it in RESULTS.md.
+With `--fraud-large-epochs 0` the model scored is trained on the medium set instead (2 epochs), which
+keeps the run short; the section says which was done.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import OUT, markdown_table
+
+GNU_TIME = "/usr/bin/time"
+
+
+def measured_suite(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one `suite` command; a failure stops the benchmark."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        started = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, sys.executable, "-m", "pipelines", *args],
+                              capture_output=True, text=True, env={**os.environ, **env})
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"suite {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        peak_kib = float(rss.read().strip().splitlines()[-1])
+    return seconds, peak_kib / 1024, proc.stdout
+
+
+def run(train_epochs: int) -> str:
+    data = OUT / "fraud_large"
+    with tempfile.TemporaryDirectory() as work:
+        env = {"MLFLOW_TRACKING_URI": f"sqlite:///{Path(work) / 'mlflow.db'}",
+               "SUITE_CHECKPOINT_DIR": str(Path(work) / "ckpt")}
+        steps = []
+        seconds, rss, _ = measured_suite(["synth", "fraud", "--out", str(data), "--scale", "large", "--seed", "1"], env)
+        path = data / "transactions.csv"
+        with path.open("rb") as f:
+            n_rows = sum(1 for _ in f) - 1
+        steps.append({"step": "synth (write the CSV)", "wall s": seconds, "rows/s": n_rows / seconds,
+                      "peak RSS MB": rss})
+        if train_epochs > 0:
+            train_data, note = path, f"trained on the large set itself, {train_epochs} epochs"
+        else:
+            train_data = OUT / "fraud_medium" / "transactions.csv"
+            if not train_data.exists():
+                measured_suite(["synth", "fraud", "--out", str(train_data.parent), "--scale", "medium",
+                                "--seed", "1"], env)
+            train_epochs, note = 2, "trained on the medium set (2 epochs); training at this size was not run"
+        seconds, rss, out = measured_suite(["run", "fraud", "--data", str(train_data), "--set",
+                                            f"train.epochs={train_epochs}"], env)
+        model = re.search(r"registered: (models:/\S+)", out).group(1)
+        if train_data == path:
+            steps.append({"step": f"train ({train_epochs} epochs, whole run)", "wall s": seconds,
+                          "rows/s": 0.7 * n_rows * train_epochs / seconds, "peak RSS MB": rss})
+        for suffix in ("parquet", "csv"):
+            target = Path(work) / f"scores.{suffix}"
+            seconds, rss, _ = measured_suite(["score", "fraud", "--model", model, "--input", str(path),
+                                              "--output", str(target)], env)
+            steps.append({"step": f"score ({suffix} out, whole command)", "wall s": seconds,
+                          "rows/s": n_rows / seconds, "peak RSS MB": rss})
+    return "\n".join([
+        f"### Fraud at PaySim's size (`--scale large`: {n_rows:,} rows, 743 steps; model {note})", "",
+        markdown_table(steps), "",
+        "- each step is one `suite` process; wall time includes start-up; peak RSS is GNU time's maximum "
+        "resident set size of that process. Training rows/s counts the training split (70 %) per epoch.",
+    ])
+
+
+if __name__ == "__main__":
+    print(run(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
