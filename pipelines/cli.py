@@ -54,14 +54,15 @@ def _clear_errors(command):
 def synth(
     domain: DomainArg,
     out: Annotated[Path, typer.Option(help="folder to write the dataset into")],
-    scale: Annotated[str, typer.Option(help="small, medium or large")] = "small",
+    scale: Annotated[str, typer.Option(help="small, medium, large or full (the real dataset's size, where the "
+                                            "domain defines it: fraud)")] = "small",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """Write a synthetic dataset in the domain's real input format."""
     from pipelines.registry import get_domain
 
-    if scale not in ("small", "medium", "large"):
-        raise InputError(None, f"--scale must be small, medium or large, got {scale!r}")
+    if scale not in ("small", "medium", "large", "full"):
+        raise InputError(None, f"--scale must be small, medium, large or full, got {scale!r}")
     path = get_domain(domain).synthesize(out, scale, seed)
     typer.echo(f"wrote synthetic {domain} data ({scale}, seed {seed}): {path}")
 

@@ -13,6 +13,14 @@ def test_an_unknown_domain_is_one_clear_line(tmp_path):
     assert_clear_error(suite("synth", "weather", "--out", str(tmp_path)), "unknown domain 'weather'")
 
 
+def test_scale_full_is_the_real_size_where_a_domain_defines_it(tmp_path):
+    from apps.fraud.synthetic import SCALES
+
+    assert SCALES["full"].approx_rows == 6_300_000 and SCALES["full"].n_steps == 743  # PaySim's size
+    assert_clear_error(suite("synth", "medical", "--out", str(tmp_path), "--scale", "full"), "unknown scale 'full'")
+    assert_clear_error(suite("synth", "fraud", "--out", str(tmp_path), "--scale", "huge"), "--scale", "full")
+
+
 @pytest.mark.parametrize("setting, fragment", [
     ("model.fusion=late", "fusion"), ("grid.pillar_size=[0.3]", "pillar_size"), ("augment.paste_cars=-1", "paste_cars"),
 ])

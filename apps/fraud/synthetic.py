@@ -89,6 +89,7 @@ SCALES: dict[str, SyntheticScale] = {
     "large": SyntheticScale(n_customers=480_000, n_merchants=100_000, n_agents=8_000, n_mules=8_000,
                             n_steps=743, approx_rows=6_300_000),
 }
+SCALES["full"] = SCALES["large"]  # the contract's `--scale full`: the real dataset's size, which large already is
 
 
 @dataclass(frozen=True)
