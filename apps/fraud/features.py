@@ -202,6 +202,9 @@ class MoneyGraph:
         # visible suffix starts.
         self._pair_order = np.lexsort((-self.edge_window, self.source, self.target))
         self._from_merchant = self.is_merchant[self.source] > 0
+        # Ties within a window go to the pair that appeared later: an order set by the rows alone, never by
+        # node numbering (which depends on what else the file holds, e.g. a Spark task's rows or a context).
+        self._appearance = np.concatenate([np.arange(len(agg))] * 2)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def node_features(self, k: int) -> np.ndarray:
@@ -233,7 +236,7 @@ class MoneyGraph:
         visible = (self.edge_window[order] < k) & ~self._from_merchant[order]
         new_pair = np.r_[True, (target[1:] != target[:-1]) | (source[1:] != source[:-1])]
         newest = order[visible & (new_pair | ~np.r_[False, visible[:-1]])]
-        by_recency = newest[np.lexsort((-self.edge_window[newest], self.target[newest]))]
+        by_recency = newest[np.lexsort((-self._appearance[newest], -self.edge_window[newest], self.target[newest]))]
         target = self.target[by_recency]
         group_start = np.flatnonzero(np.r_[True, target[1:] != target[:-1]])
         rank = np.arange(len(target)) - np.repeat(group_start, np.diff(np.r_[group_start, len(target)]))

@@ -86,6 +86,21 @@ def test_an_account_hears_from_its_most_recent_counterparties_once_each_and_not_
     assert sorted(np.expm1(age.numpy()).round().tolist()) == [0.0, 2.0]  # C3's newest window (2), C2's (0)
 
 
+def test_which_neighbours_an_account_hears_from_does_not_depend_on_later_rows(transactions):
+    """Ties within a window are broken by the rows, not by node numbering (which later rows change)."""
+    cfg = FraudFeatureConfig(snapshot_steps=12, max_neighbors=2)  # few slots: many ties to break
+
+    def named_edges(df: pd.DataFrame) -> set[tuple[str, str]]:
+        tables = build_tables(df, cfg)
+        names = np.empty(tables.n_nodes, object)
+        names[tables.orig], names[tables.dest] = df["nameOrig"].to_numpy(), df["nameDest"].to_numpy()
+        _, edge_index, _ = MoneyGraph(tables, df, cfg.max_neighbors).snapshot(3)
+        return set(zip(names[edge_index[0].numpy()], names[edge_index[1].numpy()], strict=True))
+
+    early = transactions[transactions["step"] < 36].reset_index(drop=True)
+    assert named_edges(early) == named_edges(transactions)
+
+
 def test_changing_later_rows_never_changes_earlier_scores(transactions):
     cfg = FraudFeatureConfig(snapshot_steps=12)
     scorer = untrained_scorer(transactions, cfg)
