@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +15,8 @@ from pathlib import Path
 import torch
 
 OUT = Path(__file__).parent / "out"
+GNU_TIME = "/usr/bin/time"
+TRAIN_SHARE = 0.7  # of rows in the training split (the default data.val_fraction and test_fraction are 0.15)
 
 
 @contextmanager
@@ -55,3 +60,17 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.1f}"
     return str(value)
+
+
+def measured_suite(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB, GNU time's maximum resident set) and stdout of one `suite` command, run as
+    users run it; a failure stops the benchmark with its stderr."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        started = time.perf_counter()
+        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, sys.executable, "-m", "pipelines", *args],
+                              capture_output=True, text=True, env={**os.environ, **env})
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"suite {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        peak_kib = float(rss.read().strip().splitlines()[-1])
+    return seconds, peak_kib / 1024, proc.stdout

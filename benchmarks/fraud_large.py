@@ -7,30 +7,12 @@ keeps the run short; the section says which was done.
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import OUT, markdown_table
-
-GNU_TIME = "/usr/bin/time"
-
-
-def measured_suite(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) and stdout of one `suite` command; a failure stops the benchmark."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        started = time.perf_counter()
-        proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", rss.name, sys.executable, "-m", "pipelines", *args],
-                              capture_output=True, text=True, env={**os.environ, **env})
-        seconds = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise RuntimeError(f"suite {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        peak_kib = float(rss.read().strip().splitlines()[-1])
-    return seconds, peak_kib / 1024, proc.stdout
+from benchmarks.common import OUT, TRAIN_SHARE, markdown_table, measured_suite
 
 
 def run(train_epochs: int) -> str:
@@ -58,7 +40,7 @@ def run(train_epochs: int) -> str:
         model = re.search(r"registered: (models:/\S+)", out).group(1)
         if train_data == path:
             steps.append({"step": f"train ({train_epochs} epochs, whole run)", "wall s": seconds,
-                          "rows/s": 0.7 * n_rows * train_epochs / seconds, "peak RSS MB": rss})
+                          "rows/s": TRAIN_SHARE * n_rows * train_epochs / seconds, "peak RSS MB": rss})
         for suffix in ("parquet", "csv"):
             target = Path(work) / f"scores.{suffix}"
             seconds, rss, _ = measured_suite(["score", "fraud", "--model", model, "--input", str(path),

@@ -6,15 +6,11 @@ prints the section; `python -m benchmarks.run_all --only scaleout` records it in
 """
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from benchmarks.common import OUT, markdown_table
+from benchmarks.common import OUT, markdown_table, measured_suite
 
 TRAIN = {  # domain: (synthetic scale, epochs, training rows or patches per epoch are read from the run)
     "fraud": ("medium", 2),
@@ -25,13 +21,8 @@ SCORE_SCALES = {"fraud": "medium", "medical": "small", "driving": "small"}
 
 def suite(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     """Wall seconds and stdout of one `suite` command; a failure stops the benchmark with its stderr."""
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
-                          env={**os.environ, **env})
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"suite {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return seconds, proc.stdout
+    seconds, _, out = measured_suite(args, env)
+    return seconds, out
 
 
 def data_for(domain: str, scale: str, env: dict[str, str]) -> Path:

@@ -502,10 +502,10 @@ def _ring_laundering(world: _World, events: _Events, n: int,
                        amount=world.usual_transfer(victim, rng), share=rng.uniform(*b.capped_share, n),
                        fraud=1, noise_dest=rng.random(n) < noise)
     passed_at = sent_at + rng.uniform(0.01, b.pass_on_delay_steps, n)
-    passed = events.add(n, time=passed_at, type=TRANSFER, orig=mule, dest=world.collector(ring),
+    collector = world.collector(ring)
+    passed = events.add(n, time=passed_at, type=TRANSFER, orig=mule, dest=collector,
                         mode=_SHARE_OF_REF, ref=theft + np.arange(n), share=rng.uniform(*b.pass_on_share, n),
                         fraud=1, noise_dest=rng.random(n) < noise)
-    collector = world.collector(ring)
     events.add(n, time=passed_at + rng.uniform(0.01, b.cashout_delay_steps, n), type=CASH_OUT,
                orig=collector, dest=world.cash_agent(collector, rng), mode=_SHARE_OF_REF,
                ref=passed + np.arange(n), fraud=1, noise_dest=rng.random(n) < noise)
