@@ -6,7 +6,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
-from torch_geometric.utils import k_hop_subgraph
 
 from apps.fraud.features import MoneyGraph, Standardizer, TransactionTables
 
@@ -52,18 +51,57 @@ class WindowBatchSampler(Sampler[np.ndarray]):
         return len(self._batches())
 
 
-class WindowGraph(NamedTuple):
-    """The 2-hop past subgraph around a set of accounts, all from one snapshot window."""
+GNN_LAYERS = 2  # the GraphEncoder's depth: how far a message-flow graph reaches
 
-    accounts: np.ndarray       # (A,) sorted node ids of the accounts asked for
-    node_x: torch.Tensor       # (N, F_node) features of the subgraph's nodes
-    edge_index: torch.Tensor   # (2, E) relabelled to 0..N-1
-    edge_attr: torch.Tensor    # (E, F_edge)
-    position: torch.Tensor     # (A,) where each of `accounts` sits among the N nodes
+
+class MessageFlow(NamedTuple):
+    """A 2-layer GNN's computation around some accounts of one snapshot window (PyG's NeighborLoader
+    layout, with every neighbour kept): local node ids put the targets first, then the nodes the first
+    layer computes, then the inputs only that layer reads."""
+
+    targets: np.ndarray   # (A,) sorted node ids: the last layer's outputs, local ids 0..A-1
+    node_x: torch.Tensor  # (N, F_node) input features in local order
+    layers: list[tuple[torch.Tensor, torch.Tensor, int]]  # per conv: local edge_index (2, E_l), edge_attr, n_l
 
     def positions_of(self, nodes: np.ndarray) -> torch.Tensor:
-        """Subgraph positions of `nodes` (each one of `accounts`)."""
-        return self.position[torch.from_numpy(np.searchsorted(self.accounts, nodes))]
+        """Rows of the GNN output for `nodes` (each one of `targets`)."""
+        return torch.from_numpy(np.searchsorted(self.targets, nodes))
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The flow as FraudLSTMGAT reads it from a batch (see `apps.fraud.model.flow_layers`)."""
+        out = {"node_x": self.node_x, "flow_sizes": torch.tensor([n for _, _, n in self.layers])}
+        for i, (edge_index, edge_attr, _) in enumerate(self.layers, 1):
+            out[f"edge_index_{i}"], out[f"edge_attr_{i}"] = edge_index, edge_attr
+        return out
+
+
+def _incoming(pointer: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Ids of the edges into `nodes`, from a CSR pointer over edges sorted by target."""
+    starts, counts = pointer[nodes], pointer[nodes + 1] - pointer[nodes]
+    return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+
+def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray) -> MessageFlow:
+    """Only what a 2-layer GNN needs to embed `accounts` in snapshot `window`: the last layer runs at them
+    over their incoming edges, the first at them and their senders; every other node is skipped. Each
+    target's embedding is what a GNN run over the whole snapshot gives it (to float rounding)."""
+    x, edge_index, edge_attr = graph.snapshot(window)
+    pointer = graph.in_edge_pointer(window)
+    source, target = edge_index.numpy()
+    nodes = np.unique(accounts)
+    local = np.full(graph.n_nodes, -1, np.int64)
+    local[nodes] = np.arange(len(nodes))
+    hops = []
+    for _ in range(GNN_LAYERS):  # from the last layer back to the first
+        edges = _incoming(pointer, nodes)
+        hops.append((edges, len(nodes)))
+        new = np.unique(source[edges])
+        new = new[local[new] < 0]
+        local[new] = np.arange(len(nodes), len(nodes) + len(new))
+        nodes = np.concatenate([nodes, new])
+    layers = [(torch.from_numpy(np.stack([local[source[e]], local[target[e]]])), edge_attr[e], n)
+              for e, n in reversed(hops)]
+    return MessageFlow(nodes[: hops[0][1]], x[torch.from_numpy(nodes)], layers)
 
 
 class FraudBatches(Dataset):
@@ -95,22 +133,14 @@ class FraudBatches(Dataset):
             batch["sequence"], batch["sequence_length"] = self._sequences(rows)
         return batch
 
-    def window_graph(self, rows: np.ndarray) -> WindowGraph:
-        """The past graph around every account that `rows` (all of one snapshot window) touch.
-
-        Each account's 2-hop neighbourhood is whole in it, so a GAT run over it gives each of these
-        accounts the embedding it would get from the full snapshot; scoring runs the GAT once per window
-        on it, instead of once per batch on each batch's overlapping neighbourhoods.
-        """
+    def window_graph(self, rows: np.ndarray) -> MessageFlow:
+        """The message-flow graph around every account that `rows` (all of one snapshot window) touch;
+        scoring runs the GAT once per window on it instead of once per batch."""
         t = self.tables
         windows = np.unique(t.window[rows])
         if len(windows) != 1:
             raise ValueError("a fraud batch must hold rows of one snapshot window (use WindowBatchSampler)")
-        x, edge_index, edge_attr = self.graph.snapshot(int(windows[0]))
-        accounts = np.unique(np.concatenate([t.orig[rows], t.dest[rows]]))
-        subset, sub_edges, mapping, edge_mask = k_hop_subgraph(
-            torch.from_numpy(accounts), 2, edge_index, relabel_nodes=True, num_nodes=x.shape[0], directed=True)
-        return WindowGraph(accounts, x[subset], sub_edges, edge_attr[edge_mask], mapping)
+        return message_flow(self.graph, int(windows[0]), np.concatenate([t.orig[rows], t.dest[rows]]))
 
     def _sequences(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tables
@@ -127,7 +157,6 @@ class FraudBatches(Dataset):
         return seq, torch.from_numpy(t.history_len[rows])
 
     def _subgraph(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        graph = self.window_graph(rows)
-        position = graph.positions_of(np.concatenate([self.tables.orig[rows], self.tables.dest[rows]]))
-        return {"node_x": graph.node_x, "edge_index": graph.edge_index, "edge_attr": graph.edge_attr,
-                "orig_pos": position[: len(rows)], "dest_pos": position[len(rows):]}
+        flow = self.window_graph(rows)
+        position = flow.positions_of(np.concatenate([self.tables.orig[rows], self.tables.dest[rows]]))
+        return {**flow.tensors(), "orig_pos": position[: len(rows)], "dest_pos": position[len(rows):]}

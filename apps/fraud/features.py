@@ -205,7 +205,7 @@ class MoneyGraph:
         # Ties within a window go to the pair that appeared later: an order set by the rows alone, never by
         # node numbering (which depends on what else the file holds, e.g. a Spark task's rows or a context).
         self._appearance = np.concatenate([np.arange(len(agg))] * 2)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     def node_features(self, k: int) -> np.ndarray:
         """Exact per-account summaries of all flows in windows before `k`."""
@@ -223,11 +223,22 @@ class MoneyGraph:
         return np.c_[x, self.is_merchant].astype(np.float32)
 
     def snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(node features, edge_index, edge_attr) of the graph seen by rows in window `k`; cached."""
+        """(node features, edge_index, edge_attr) of the graph seen by rows in window `k`, edges sorted by
+        target; cached."""
+        return self._cached(k)[:3]
+
+    def in_edge_pointer(self, k: int) -> np.ndarray:
+        """(n_nodes + 1,) CSR pointer of snapshot `k`'s edges, which are sorted by target: node v's incoming
+        edges are `ptr[v]:ptr[v + 1]`."""
+        return self._cached(k)[3]
+
+    def _cached(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
         if k not in self._cache:
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[k] = self._build_snapshot(k)
+            x, edge_index, edge_attr = self._build_snapshot(k)
+            pointer = np.searchsorted(edge_index[1].numpy(), np.arange(self.n_nodes + 1))
+            self._cache[k] = (x, edge_index, edge_attr, pointer)
         return self._cache[k]
 
     def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -78,8 +78,8 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
     in_window_order = rows[np.argsort(row_windows, kind="stable")]  # the sampler's batches, window by window
     for window_rows in np.split(in_window_order, np.flatnonzero(np.diff(np.sort(row_windows))) + 1):
         graph = batches.window_graph(window_rows)
-        embeddings = network.graph_encoder(graph.node_x.to(device), graph.edge_index.to(device),
-                                           graph.edge_attr.to(device))
+        embeddings = network.graph_encoder(graph.node_x.to(device), [(edge_index.to(device), edge_attr.to(device), n)
+                                                                     for edge_index, edge_attr, n in graph.layers])
         for start in range(0, len(window_rows), batch_size):
             index = window_rows[start:start + batch_size]
             batch = {k: v.to(device) for k, v in batches.without_graph(index).items()}

@@ -142,3 +142,30 @@ def test_the_gat_once_per_window_gives_what_the_gat_once_per_batch_gives(transac
     per_window = predict_rows(scorer.network, batches, rows, batch_size=64)
     per_batch = predict_rows(scorer.network, batches, rows, batch_size=64, graph_once_per_window=False)
     np.testing.assert_allclose(per_window, per_batch, atol=1e-6, rtol=0)
+
+
+def test_the_message_flow_graph_gives_the_embeddings_of_the_whole_snapshot(transactions):
+    """Training and scoring run the GAT only where its two layers need it (targets, then their senders);
+    each target still gets the embedding a GAT over the whole snapshot gives it, gradients included."""
+    from apps.fraud.dataset import message_flow
+
+    cfg = FraudFeatureConfig()
+    encoder = untrained_scorer(transactions, cfg).network.graph_encoder.eval()
+    tables = build_tables(transactions, cfg)
+    graph = MoneyGraph(tables, transactions, cfg.max_neighbors)
+    window = int(tables.window.max())
+    x, edge_index, edge_attr = graph.snapshot(window)
+    rows = np.flatnonzero(tables.window == window)[:40]
+    accounts = np.concatenate([tables.orig[rows], tables.dest[rows]])
+    flow = message_flow(graph, window, accounts)
+    whole = encoder(x, [(edge_index, edge_attr, len(x))] * 2)
+    part = encoder(flow.node_x, flow.layers)
+    assert len(flow.node_x) < len(x) / 2  # the point: most of the snapshot is skipped
+    assert flow.layers[0][0].shape[1] > 0 and flow.layers[1][0].shape[1] > 0
+    np.testing.assert_allclose(part[flow.positions_of(accounts)].detach(), whole[accounts].detach(), atol=1e-6)
+    gradients = []
+    for embeddings in (whole[flow.targets], part):
+        encoder.zero_grad()
+        embeddings.sum().backward(retain_graph=True)
+        gradients.append(torch.cat([p.grad.flatten() for p in encoder.parameters()]))
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-4, atol=1e-5)
