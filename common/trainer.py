@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from common import distributed
 from common.augment_seeding import reseed_for_epoch
 from common.config import Constraints, Interval
-from common.io import atomic_path
+from common.io import atomic_path, remove_abandoned_temp_files
 
 
 @dataclass
@@ -168,6 +168,7 @@ class Trainer:
     def _save(self, name: str, state: dict[str, Any]) -> None:
         if self.checkpoint_dir is None or not distributed.is_main_process():
             return
+        remove_abandoned_temp_files(self.checkpoint_dir / name)  # a kill inside an earlier save leaves one
         with atomic_path(self.checkpoint_dir / name) as tmp:
             torch.save(state, tmp)
 

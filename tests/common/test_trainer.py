@@ -76,6 +76,19 @@ def test_resume_continues_where_it_stopped(tmp_path):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_a_checkpoint_write_killed_earlier_leaves_no_temporary_file_behind(tmp_path):
+    """A SIGKILL inside torch.save leaves atomic_path's temporary file; the next save of the run removes it,
+    so a folder kept with train.keep_checkpoints holds only whole checkpoints."""
+    trainer, loader = build(tmp_path, epochs=1)
+    (tmp_path / "ckpt").mkdir()
+    abandoned = tmp_path / "ckpt" / ".last.pt.k1ll3d.tmp"
+    abandoned.write_bytes(b"half a checkpoint")
+    other = tmp_path / "ckpt" / ".best.pt.k1ll3d.tmp"  # another file's temporary is not this save's business
+    other.write_bytes(b"")
+    trainer.fit(loader)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [other.name, "last.pt"]
+
+
 def test_early_stopping_stops_after_patience(tmp_path):
     trainer, loader = build(tmp_path, epochs=30, patience=1)
     calls = []
