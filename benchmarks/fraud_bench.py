@@ -99,7 +99,8 @@ def run(scale: str, epochs: int) -> str:
 
 def training_throughput(df: pd.DataFrame, train: np.ndarray) -> list[str]:
     """Training speed per variant: one epoch of the training split through the batch builder and the
-    network (forward, backward, AdamW step), as the trainer runs it, timed apart from validation."""
+    network (forward, backward, AdamW step: the trainer's loop less its clipping and schedule), timed apart
+    from validation."""
     lines = []
     y = df["isFraud"].to_numpy()
     for name, overrides in VARIANTS.items():
