@@ -103,10 +103,12 @@ def training_throughput(df: pd.DataFrame, train: np.ndarray) -> list[str]:
     from validation."""
     lines = []
     y = df["isFraud"].to_numpy()
+    features = load_domain_config(DOMAIN, None, []).features  # the variants differ in the model only
+    tables = build_tables(df, features)
+    standardizer = Standardizer.fit(tables.row[train])
     for name, overrides in VARIANTS.items():
         cfg = load_domain_config(DOMAIN, None, overrides)
-        tables = build_tables(df, cfg.features)
-        batches = make_batches(tables, df, Standardizer.fit(tables.row[train]), cfg.features, cfg.model, y)
+        batches = make_batches(tables, df, standardizer, cfg.features, cfg.model, y)
         torch.manual_seed(0)
         network = FraudLSTMGAT(cfg.model, FraudInputSizes.from_features()).train()
         optimizer = torch.optim.AdamW(network.parameters(), cfg.train.lr)

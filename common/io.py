@@ -55,18 +55,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
-def remove_abandoned_temp_files(path: str | Path) -> int:
-    """Delete the temporary files that killed `atomic_path(path)` writers left beside `path`; their number.
+def remove_abandoned_temp_files(path: str | Path) -> None:
+    """Delete the temporary files that killed `atomic_path(path)` writers left beside `path`.
 
     Only for a path that a single process writes (a run's checkpoint under its run lock): a live writer's
     temporary file would go too.
     """
     target = Path(path)
-    removed = 0
     for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
         stale.unlink(missing_ok=True)
-        removed += 1
-    return removed
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from apps.fraud.features import (
     build_tables,
     time_order,
 )
-from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
+from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig, flow_layers
 from apps.fraud.reader import LABEL_COLUMNS, PAYSIM_COLUMNS, read_paysim, validate_paysim_frame
 from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
@@ -78,8 +78,8 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
     in_window_order = rows[np.argsort(row_windows, kind="stable")]  # the sampler's batches, window by window
     for window_rows in np.split(in_window_order, np.flatnonzero(np.diff(np.sort(row_windows))) + 1):
         graph = batches.window_graph(window_rows)
-        embeddings = network.graph_encoder(graph.node_x.to(device), [(edge_index.to(device), edge_attr.to(device), n)
-                                                                     for edge_index, edge_attr, n in graph.layers])
+        flow = {k: v.to(device) for k, v in graph.tensors().items()}
+        embeddings = network.graph_encoder(flow["node_x"], flow_layers(flow))
         for start in range(0, len(window_rows), batch_size):
             index = window_rows[start:start + batch_size]
             batch = {k: v.to(device) for k, v in batches.without_graph(index).items()}
