@@ -198,13 +198,11 @@ class MoneyGraph:
         self.n_nodes = tables.n_nodes
         self.is_merchant = tables.is_merchant.astype(np.float32)
         self.max_neighbors = max_neighbors
-        # Grouped by (target, source), newest window first: a pair's newest visible edge is where its
-        # visible suffix starts.
-        self._pair_order = np.lexsort((-self.edge_window, self.source, self.target))
-        self._from_merchant = self.is_merchant[self.source] > 0
         # Ties within a window go to the pair that appeared later: an order set by the rows alone, never by
         # node numbering (which depends on what else the file holds, e.g. a Spark task's rows or a context).
-        self._appearance = np.concatenate([np.arange(len(agg))] * 2)
+        appearance = np.concatenate([np.arange(len(agg))] * 2)
+        self._neighbours = NeighbourIntervals.of(self.source, self.target, self.edge_window, appearance,
+                                                 self.is_merchant[self.source] > 0, max_neighbors)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = {}
 
     def node_features(self, k: int) -> np.ndarray:
@@ -242,18 +240,69 @@ class MoneyGraph:
         return self._cache[k]
 
     def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        order = self._pair_order
-        target, source = self.target[order], self.source[order]
-        visible = (self.edge_window[order] < k) & ~self._from_merchant[order]
-        new_pair = np.r_[True, (target[1:] != target[:-1]) | (source[1:] != source[:-1])]
-        newest = order[visible & (new_pair | ~np.r_[False, visible[:-1]])]
-        by_recency = newest[np.lexsort((-self._appearance[newest], -self.edge_window[newest], self.target[newest]))]
-        target = self.target[by_recency]
-        group_start = np.flatnonzero(np.r_[True, target[1:] != target[:-1]])
-        rank = np.arange(len(target)) - np.repeat(group_start, np.diff(np.r_[group_start, len(target)]))
-        chosen = by_recency[rank < self.max_neighbors]
+        chosen = self._neighbours.chosen_at(k)
         age = np.log1p(k - 1 - self.edge_window[chosen]).astype(np.float32)
-        attr = self.edge_base[chosen].copy()
+        attr = self.edge_base[chosen]
         attr = np.c_[attr[:, :4], age, attr[:, 4]]
         edge_index = torch.from_numpy(np.stack([self.source[chosen], self.target[chosen]]))
         return torch.from_numpy(self.node_features(k)), edge_index, torch.from_numpy(attr)
+
+
+NEVER = np.iinfo(np.int64).max  # the snapshot an edge that is never pushed out leaves at
+
+
+@dataclass
+class NeighbourIntervals:
+    """For every edge, the snapshots in which a target hears along it: `start <= k < stop`.
+
+    Target v hears, in snapshot k, from its `max_neighbors` most recent counterparties: per (v, source) pair
+    the edge of its newest window before k (forward before reversed in one window), ranked by (window,
+    appearance), newest first. An edge of window w becomes visible at k = w + 1 and stays chosen until a
+    newer edge of its own pair or `max_neighbors` newer pairs push it out. One sweep over the windows finds
+    each edge's interval, so a snapshot is a mask (O(E)) instead of a sort of every past edge (O(E log E)).
+    """
+
+    order: np.ndarray  # (C,) candidate edge ids sorted by (target, window desc, appearance desc)
+    start: np.ndarray  # (C,) first snapshot that chooses order[i]
+    stop: np.ndarray   # (C,) first snapshot that no longer does (NEVER: none)
+
+    @classmethod
+    def of(cls, source: np.ndarray, target: np.ndarray, window: np.ndarray, appearance: np.ndarray,
+           from_merchant: np.ndarray, max_neighbors: int) -> NeighbourIntervals:
+        # One edge per (target, source, window): the first listed, i.e. the forward one.
+        candidates = np.flatnonzero(~from_merchant)
+        by_pair = candidates[np.lexsort((candidates, window[candidates], source[candidates], target[candidates]))]
+        t, s, w = target[by_pair], source[by_pair], window[by_pair]
+        edges = by_pair[np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1]) | (w[1:] != w[:-1])][: len(by_pair)]]
+        start = np.full(len(target), NEVER, np.int64)
+        stop = np.full(len(target), NEVER, np.int64)
+        n_nodes = int(max(target.max(initial=-1), source.max(initial=-1))) + 1
+        slots = np.full((n_nodes, max_neighbors), -1, np.int64)  # each target's chosen edges, newest first
+        order = edges[np.lexsort((-appearance[edges], -window[edges], target[edges]))]
+        by_window = order[np.argsort(window[order], kind="stable")]  # then by target, newest first
+        for new in np.split(by_window, np.flatnonzero(np.diff(window[by_window])) + 1) if len(by_window) else []:
+            # A window's edges (by target, newest first) outrank every older one: they take the first
+            # places; a target's old edges keep their order behind them, less the pairs heard from anew.
+            k = int(window[new[0]]) + 1  # the first snapshot that sees them
+            new_target = target[new]
+            touched, first, n_new = np.unique(new_target, return_index=True, return_counts=True)
+            new_rank = np.arange(len(new)) - np.repeat(first, n_new)
+            old = slots[touched]
+            heard = old >= 0
+            old_pair = touched[:, None] * n_nodes + source[np.where(heard, old, 0)]
+            survives = heard & ~np.isin(old_pair, new_target * n_nodes + source[new])
+            old_rank = np.cumsum(survives, axis=1) - 1 + n_new[:, None]
+            keep_old, keep_new = survives & (old_rank < max_neighbors), new_rank < max_neighbors
+            start[new] = k
+            stop[new[~keep_new]] = k  # never chosen: newer edges of its target fill every place
+            stop[old[heard & ~keep_old]] = k  # pushed out now
+            chosen = np.full_like(old, -1)
+            chosen[np.repeat(np.arange(len(touched)), n_new)[keep_new], new_rank[keep_new]] = new[keep_new]
+            i, j = np.nonzero(keep_old)
+            chosen[i, old_rank[i, j]] = old[i, j]
+            slots[touched] = chosen
+        return cls(order, start[order], stop[order])
+
+    def chosen_at(self, k: int) -> np.ndarray:
+        """Edge ids target-sorted (newest first within a target) that snapshot `k` passes messages along."""
+        return self.order[(self.start <= k) & (k < self.stop)]

@@ -55,7 +55,8 @@ class SequenceEncoder(nn.Module):
     """Encodes each account's last K events (oldest first, right-padded) with an LSTM.
 
     The state after the last real event is read out; padding comes after it, so it cannot leak in.
-    Empty histories give zeros. (Plain padded batches ran faster on CPU than packed sequences.)
+    Empty histories give zeros without running the LSTM: in real PaySim nearly every nameOrig is new.
+    (Plain padded batches ran faster on CPU than packed sequences.)
     """
 
     def __init__(self, n_in: int, hidden: int, layers: int):
@@ -63,9 +64,11 @@ class SequenceEncoder(nn.Module):
         self.lstm = nn.LSTM(n_in, hidden, num_layers=layers, batch_first=True)
 
     def forward(self, seq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(seq)
-        last = out[torch.arange(len(seq), device=seq.device), (length - 1).clamp(min=0)]
-        return last * (length > 0).unsqueeze(1).to(last.dtype)
+        """(S, K, F) sequences and their (S,) lengths → (S, H)."""
+        nonempty = torch.nonzero(length > 0).squeeze(1)
+        out, _ = self.lstm(seq[nonempty])
+        last = out[torch.arange(len(nonempty), device=seq.device), length[nonempty] - 1]
+        return last.new_zeros(len(seq), last.shape[1]).index_copy(0, nonempty, last)
 
 
 class GraphEncoder(nn.Module):

@@ -101,6 +101,50 @@ def test_which_neighbours_an_account_hears_from_does_not_depend_on_later_rows(tr
     assert named_edges(early) == named_edges(transactions)
 
 
+def chosen_by_definition(graph: MoneyGraph, k: int) -> list[int]:
+    """Snapshot k's message edges straight from MoneyGraph's docstring: per target, each non-merchant
+    source's newest edge before window k (forward first within a window), the `max_neighbors` newest by
+    (window, appearance)."""
+    newest: dict[tuple[int, int], int] = {}
+    for e in range(len(graph.source)):
+        if graph.edge_window[e] >= k or graph.is_merchant[graph.source[e]]:
+            continue
+        pair = (int(graph.target[e]), int(graph.source[e]))
+        if pair not in newest or graph.edge_window[e] > graph.edge_window[newest[pair]]:
+            newest[pair] = e
+    by_target: dict[int, list[int]] = {}
+    for (target, _), e in newest.items():
+        by_target.setdefault(target, []).append(e)
+    appearance = lambda e: e % graph.n_edges_forward  # noqa: E731 (reversed copies follow the forward edges)
+    chosen = []
+    for target in sorted(by_target):
+        ranked = sorted(by_target[target], key=lambda e: (-graph.edge_window[e], -appearance(e)))
+        chosen += ranked[: graph.max_neighbors]
+    return chosen
+
+
+@pytest.mark.parametrize("max_neighbors", [2, 8])
+def test_each_snapshot_chooses_the_neighbours_its_definition_names(transactions, max_neighbors):
+    """The one-sweep neighbour intervals give, in every snapshot, exactly the edges the definition names."""
+    cfg = FraudFeatureConfig(snapshot_steps=12, max_neighbors=max_neighbors)
+    df = transactions[transactions["step"] < 50].reset_index(drop=True)
+    tables = build_tables(df, cfg)
+    graph = MoneyGraph(tables, df, cfg.max_neighbors)
+    for k in range(int(tables.window.max()) + 2):
+        _, edge_index, _ = graph.snapshot(k)
+        expected = chosen_by_definition(graph, k)
+        got = list(zip(*edge_index.numpy().tolist(), strict=True))
+        assert got == [(graph.source[e], graph.target[e]) for e in expected], f"snapshot {k}"
+    assert len(expected) > 100
+
+
+def test_a_graph_with_no_edge_to_pass_messages_along_has_empty_snapshots():
+    df = rows((1, "PAYMENT", "M1", "M2"), (30, "PAYMENT", "M2", "M1"))  # merchants send no messages
+    cfg = FraudFeatureConfig(snapshot_steps=24)
+    _, edge_index, edge_attr = MoneyGraph(build_tables(df, cfg), df, cfg.max_neighbors).snapshot(2)
+    assert edge_index.shape == (2, 0) and edge_attr.shape == (0, len(EDGE_FEATURE_NAMES))
+
+
 def test_changing_later_rows_never_changes_earlier_scores(transactions):
     cfg = FraudFeatureConfig(snapshot_steps=12)
     scorer = untrained_scorer(transactions, cfg)
