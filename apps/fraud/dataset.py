@@ -89,18 +89,23 @@ def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray) -> Messag
     pointer = graph.in_edge_pointer(window)
     source, target = edge_index.numpy()
     nodes = np.unique(accounts)
-    local = np.full(graph.n_nodes, -1, np.int64)  # measured 2x faster than relabelling by searchsorted
+    # Local ids in the graph's scratch array (all -1 between calls): measured 2x faster than relabelling by
+    # searchsorted, and only the flow's own entries are written, however many accounts the graph holds.
+    local = graph.relabel_scratch
     local[nodes] = np.arange(len(nodes))
-    hops = []
-    for _ in range(GNN_LAYERS):  # from the last layer back to the first
-        edges = _incoming(pointer, nodes)
-        hops.append((edges, len(nodes)))
-        new = np.unique(source[edges])
-        new = new[local[new] < 0]
-        local[new] = np.arange(len(nodes), len(nodes) + len(new))
-        nodes = np.concatenate([nodes, new])
-    layers = [(torch.from_numpy(np.stack([local[source[e]], local[target[e]]])), edge_attr[e], n)
-              for e, n in reversed(hops)]
+    try:
+        hops = []
+        for _ in range(GNN_LAYERS):  # from the last layer back to the first
+            edges = _incoming(pointer, nodes)
+            hops.append((edges, len(nodes)))
+            new = np.unique(source[edges])
+            new = new[local[new] < 0]
+            local[new] = np.arange(len(nodes), len(nodes) + len(new))
+            nodes = np.concatenate([nodes, new])
+        layers = [(torch.from_numpy(np.stack([local[source[e]], local[target[e]]])), edge_attr[e], n)
+                  for e, n in reversed(hops)]
+    finally:
+        local[nodes] = -1
     return MessageFlow(nodes[: hops[0][1]], x[torch.from_numpy(nodes)], layers)
 
 

@@ -204,6 +204,7 @@ class MoneyGraph:
         self._neighbours = NeighbourIntervals.of(self.source, self.target, self.edge_window, appearance,
                                                  self.is_merchant[self.source] > 0, max_neighbors)
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = {}
+        self.relabel_scratch = np.full(self.n_nodes, -1, np.int64)  # see apps.fraud.dataset.message_flow
 
     def node_features(self, k: int) -> np.ndarray:
         """Exact per-account summaries of all flows in windows before `k`."""
