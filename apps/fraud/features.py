@@ -249,7 +249,7 @@ class MoneyGraph:
         return torch.from_numpy(self.node_features(k)), edge_index, torch.from_numpy(attr)
 
 
-NEVER = np.iinfo(np.int64).max  # the snapshot an edge that is never pushed out leaves at
+NEVER = np.iinfo(np.int32).max  # the snapshot an edge that is never pushed out leaves at
 
 
 @dataclass
@@ -270,13 +270,9 @@ class NeighbourIntervals:
     @classmethod
     def of(cls, source: np.ndarray, target: np.ndarray, window: np.ndarray, appearance: np.ndarray,
            from_merchant: np.ndarray, max_neighbors: int) -> NeighbourIntervals:
-        # One edge per (target, source, window): the first listed, i.e. the forward one.
-        candidates = np.flatnonzero(~from_merchant)
-        by_pair = candidates[np.lexsort((candidates, window[candidates], source[candidates], target[candidates]))]
-        t, s, w = target[by_pair], source[by_pair], window[by_pair]
-        edges = by_pair[np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1]) | (w[1:] != w[:-1])][: len(by_pair)]]
-        start = np.full(len(target), NEVER, np.int64)
-        stop = np.full(len(target), NEVER, np.int64)
+        edges = cls._one_per_window(source, target, window, np.flatnonzero(~from_merchant))
+        start = np.full(len(target), NEVER, np.int32)
+        stop = np.full(len(target), NEVER, np.int32)
         n_nodes = int(max(target.max(initial=-1), source.max(initial=-1))) + 1
         slots = np.full((n_nodes, max_neighbors), -1, np.int64)  # each target's chosen edges, newest first
         order = edges[np.lexsort((-appearance[edges], -window[edges], target[edges]))]
@@ -305,6 +301,14 @@ class NeighbourIntervals:
             chosen[i, old_rank[i, j]] = old[i, j]
             slots[touched] = chosen
         return cls(order, start[order], stop[order])
+
+    @staticmethod
+    def _one_per_window(source: np.ndarray, target: np.ndarray, window: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """`edges` less repeats of a (target, source, window): the first listed is kept, i.e. the forward one.
+        (A function of its own so that its sorted copies are freed before the sweep: PaySim's size.)"""
+        by_pair = edges[np.lexsort((edges, window[edges], source[edges], target[edges]))]
+        t, s, w = target[by_pair], source[by_pair], window[by_pair]
+        return by_pair[np.r_[True, (t[1:] != t[:-1]) | (s[1:] != s[:-1]) | (w[1:] != w[:-1])][: len(by_pair)]]
 
     def chosen_at(self, k: int) -> np.ndarray:
         """Edge ids target-sorted (newest first within a target) that snapshot `k` passes messages along."""
