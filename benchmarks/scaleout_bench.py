@@ -66,10 +66,12 @@ def run() -> str:
                 count = re.search(r"scored ([\d,]+) (transactions|candidates|frames)", out)
                 n, unit = int(count.group(1).replace(",", "")), count.group(2)
                 split = re.search(r"start-up ([\d.]+) s, scoring ([\d.]+) s", out)
+                planning = re.search(r"the driver planned the parts in ([\d.]+) s", out)
                 tasks = re.search(r"Spark: (\d+) tasks on (\d+) Python workers", out)
                 score_rows.append({
                     "domain": domain, "engine": engine, "items": f"{n:,} {unit}", "wall s": seconds,
                     "items/s (wall)": n / seconds,
+                    "driver planning s": float(planning.group(1)) if planning else None,
                     "Spark start-up s": float(split.group(1)) if split else None,
                     "Spark scoring s": float(split.group(2)) if split else None,
                     "tasks / workers": f"{tasks.group(1)} / {tasks.group(2)}" if tasks else "-",

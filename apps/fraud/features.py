@@ -88,6 +88,26 @@ class TransactionTables:
     window: np.ndarray       # (n,) snapshot window of each row
     n_nodes: int
     is_merchant: np.ndarray  # (n_nodes,) bool
+    prior_flows: np.ndarray | None = None  # (n_nodes, 8) flow totals the rows leave out (AccountPrior), or None
+
+
+@dataclass
+class AccountPrior:
+    """What a part of a job knows of its past beyond the earlier rows it carries: per account, its earlier
+    events and its flow totals over closed windows; per (nameOrig, nameDest) pair, its earlier transactions.
+    Added to what those rows count themselves, the features equal those of the whole past (`apps.fraud.parts`).
+    """
+
+    names: np.ndarray        # (A,) account names
+    events: np.ndarray       # (A,) int64 events (either role) left out
+    flows: np.ndarray        # (A, 8) float64 flow totals left out, in FLOW_TOTAL_NAMES order
+    pair_orig: np.ndarray    # (P,) nameOrig of each pair
+    pair_dest: np.ndarray    # (P,) nameDest of each pair
+    pair_events: np.ndarray  # (P,) int64 transactions of the pair left out
+
+
+# MoneyGraph.flow_totals' columns, before the log: the first eight NODE_FEATURE_NAMES.
+FLOW_TOTAL_NAMES = NODE_FEATURE_NAMES[:8]
 
 
 def time_order(df: pd.DataFrame) -> np.ndarray:
@@ -95,22 +115,44 @@ def time_order(df: pd.DataFrame) -> np.ndarray:
     return np.argsort(df["step"].to_numpy(), kind="stable")
 
 
-def build_tables(df: pd.DataFrame, cfg: FraudFeatureConfig) -> TransactionTables:
-    """Per-row, history and graph-index tables for `df`, which must already be in time order."""
+def account_codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.Index]:
+    """Node ids of nameOrig and nameDest (numbered by first appearance) and the names they stand for."""
     n = len(df)
     names = pd.concat([df["nameOrig"].astype(str), df["nameDest"].astype(str)], ignore_index=True)
     codes, uniques = pd.factorize(names)
-    orig, dest = codes[:n].astype(np.int64), codes[n:].astype(np.int64)
-    history, role, length, prior = _account_history(orig, dest, cfg.history_length)
+    return codes[:n].astype(np.int64), codes[n:].astype(np.int64), pd.Index(uniques)
+
+
+def build_tables(df: pd.DataFrame, cfg: FraudFeatureConfig, prior: AccountPrior | None = None) -> TransactionTables:
+    """Per-row, history and graph-index tables for `df`, which must already be in time order.
+
+    `prior`: counts of earlier transactions that `df` leaves out (a part of a job, `apps.fraud.parts`).
+    """
+    orig, dest, uniques = account_codes(df)
+    history, role, length, prior_events = _account_history(orig, dest, cfg.history_length)
     pair = orig * (len(uniques) + 1) + dest
     prior_pair = pd.Series(pair).groupby(pair).cumcount().to_numpy()
-    context = np.stack([np.log1p(prior[:, 0]), np.log1p(prior[:, 1]), np.log1p(prior_pair),
+    prior_flows = None
+    if prior is not None:
+        at = uniques.get_indexer(prior.names)  # -1: an account of the prior that these rows never name
+        known = at >= 0
+        events = np.zeros(len(uniques), np.int64)
+        events[at[known]] = prior.events[known]
+        prior_events += events[np.stack([orig, dest], 1)]
+        prior_flows = np.zeros((len(uniques), len(FLOW_TOTAL_NAMES)), np.float64)
+        prior_flows[at[known]] = prior.flows[known]
+        o, d = uniques.get_indexer(prior.pair_orig), uniques.get_indexer(prior.pair_dest)
+        known = (o >= 0) & (d >= 0)
+        at = pd.Index(o[known] * (len(uniques) + 1) + d[known]).get_indexer(pair)  # -1 (no prior) reads the 0
+        prior_pair = prior_pair + np.r_[prior.pair_events[known], 0][at]
+    context = np.stack([np.log1p(prior_events[:, 0]), np.log1p(prior_events[:, 1]), np.log1p(prior_pair),
                         (prior_pair == 0)], axis=1).astype(np.float32)
     step = df["step"].to_numpy(np.int64)
     return TransactionTables(
         row=row_features(df), context=context, orig=orig, dest=dest, step=step,
         history=history, history_role=role, history_len=length, window=step // cfg.snapshot_steps,
-        n_nodes=len(uniques), is_merchant=np.asarray(pd.Index(uniques).astype(str).str.startswith("M"), bool),
+        n_nodes=len(uniques), is_merchant=np.asarray(uniques.astype(str).str.startswith("M"), bool),
+        prior_flows=prior_flows,
     )
 
 
@@ -196,6 +238,7 @@ class MoneyGraph:
         self._forward_window = agg["window"].to_numpy()
         self._forward_totals = (count, agg["amount"].to_numpy(), agg["emptied"].to_numpy())
         self.n_nodes = tables.n_nodes
+        self.prior_flows = tables.prior_flows
         self.is_merchant = tables.is_merchant.astype(np.float32)
         self.max_neighbors = max_neighbors
         # Ties within a window go to the pair that appeared later: an order set by the rows alone, never by
@@ -206,20 +249,35 @@ class MoneyGraph:
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = {}
         self.relabel_scratch = np.full(self.n_nodes, -1, np.int64)  # see apps.fraud.dataset.message_flow
 
-    def node_features(self, k: int) -> np.ndarray:
-        """Exact per-account summaries of all flows in windows before `k`."""
+    def flow_totals(self, k: int, groups: np.ndarray | None = None) -> np.ndarray:
+        """(n_nodes, 8) sums of the flows in windows before `k` (FLOW_TOTAL_NAMES), over every (sender,
+        receiver, window) group or over those `groups` (a bool mask, one per forward edge) marks."""
         visible = self._forward_window < k
+        if groups is not None:
+            visible &= groups
         src, dst = self.source[: self.n_edges_forward][visible], self.target[: self.n_edges_forward][visible]
         count, amount, emptied = (v[visible] for v in self._forward_totals)
         n = self.n_nodes
-        x = np.log1p(np.stack([
+        return np.stack([
             np.bincount(dst, count, n), np.bincount(src, count, n),
             np.bincount(dst, amount, n), np.bincount(src, amount, n),
             np.bincount(dst, emptied, n), np.bincount(src, emptied, n),
             np.bincount(dst, minlength=n), np.bincount(src, minlength=n),
-        ], 1))
+        ], 1, dtype=np.float64)
+
+    def node_features(self, k: int) -> np.ndarray:
+        """Exact per-account summaries of all flows in windows before `k` (with the tables' prior flows)."""
+        totals = self.flow_totals(k)
+        if self.prior_flows is not None:
+            totals += self.prior_flows
+        x = np.log1p(totals)
         x[:, 2:4] /= 10  # log amounts reach ~15; keep every input near unit scale
         return np.c_[x, self.is_merchant].astype(np.float32)
+
+    def chosen_edges(self, k: int) -> np.ndarray:
+        """Ids of the edges snapshot `k` passes messages along (forward edge i is group i of the rows'
+        (sender, receiver, window) groups in order of appearance; reversed edge i + n_edges_forward)."""
+        return self._neighbours.chosen_at(k)
 
     def snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(node features, edge_index, edge_attr) of the graph seen by rows in window `k`, edges sorted by
@@ -241,7 +299,7 @@ class MoneyGraph:
         return self._cache[k]
 
     def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        chosen = self._neighbours.chosen_at(k)
+        chosen = self.chosen_edges(k)
         age = np.log1p(k - 1 - self.edge_window[chosen]).astype(np.float32)
         attr = self.edge_base[chosen]
         attr = np.c_[attr[:, :4], age, attr[:, 4]]

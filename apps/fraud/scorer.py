@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from apps.fraud.dataset import FraudBatches, WindowBatchSampler
 from apps.fraud.features import (
+    AccountPrior,
     FraudFeatureConfig,
     MoneyGraph,
     Standardizer,
@@ -22,6 +24,7 @@ from apps.fraud.features import (
     time_order,
 )
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig, flow_layers
+from apps.fraud.parts import PartPlanner
 from apps.fraud.reader import LABEL_COLUMNS, PAYSIM_COLUMNS, read_paysim, validate_paysim_frame
 from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
@@ -169,11 +172,13 @@ class FraudScorer:
         return self.score(df, context, batch_size, progress).probabilities
 
     def score(self, df: pd.DataFrame, context: pd.DataFrame | None = None, batch_size: int = 4096,
-              progress: bool = False, context_source: str | Path | None = "context", engine=None) -> FraudScores:
+              progress: bool = False, context_source: str | Path | None = "context", engine=None,
+              prior: AccountPrior | None = None) -> FraudScores:
         """Probabilities of `df`'s rows (in its order) with `context` rows before them, and history counts.
 
         `engine` (a LocalEngine, maybe with a partial folder): the rows go through the network in parts of
         ROWS_PER_PART in time order, each kept as it finishes, so a killed job resumes after its last part.
+        `prior`: what `context` leaves out of the past (a part of a job planned by `apps.fraud.parts`).
         """
         n_context = 0 if context is None else len(context)
         if n_context:
@@ -184,7 +189,7 @@ class FraudScorer:
         # Context rows first, then input rows, stably sorted by step: exactly "PAST + NEW as one file".
         order = time_order(combined)
         ordered = combined.iloc[order].reset_index(drop=True)
-        tables = build_tables(ordered, self.feature_cfg)
+        tables = build_tables(ordered, self.feature_cfg, prior)
         batches = make_batches(tables, ordered, self.standardizer, self.feature_cfg, self.network.cfg)
         rows = np.flatnonzero(order >= n_context)  # the input rows, in time order; context rows are not scored
         if engine is None:
@@ -255,9 +260,9 @@ class FraudPyfuncModel(BundledModel):
 
         `context_path`: a PaySim file or folder of earlier transactions feeding histories and graph only.
         `engine` (common.scoring_engines): None or local scores the file here (local: in parts of rows that
-        survive a kill, see FraudScorer.score); another engine
-        (Spark) scores ranges of steps as parts, each with every earlier row as its context, which gives
-        the same probabilities (the features are causal).
+        survive a kill, see FraudScorer.score); another engine (Spark) scores ranges of steps as parts, each
+        from a file holding only the earlier rows it reads and the counts they leave out (`apps.fraud.parts`),
+        which gives the same probabilities.
         """
         from common.scoring_engines import LocalEngine
 
@@ -270,11 +275,13 @@ class FraudPyfuncModel(BundledModel):
             if Path(context_path).resolve() == Path(input_path).resolve():
                 raise InputError(context_path, "is the --input file itself; --context takes earlier transactions")
             context = read_context(context_path, df["step"].to_numpy())
+        planned = ""
         if engine is None or isinstance(engine, LocalEngine):
             result = self.scorer.score(df, context, batch_size=batch_size, progress=True, context_source=context_path,
                                        engine=engine)
         else:
-            result = score_in_step_ranges(engine, df, input_path, context_path, context, batch_size)
+            result, planning_s = score_in_step_ranges(engine, self.scorer, df, output_path, context, batch_size)
+            planned = f"; the driver planned the parts in {planning_s:.1f} s"
         df[SCORE_COLUMN] = result.probabilities
         write_scores(df, output_path)
         seconds = time.perf_counter() - started
@@ -290,18 +297,16 @@ class FraudPyfuncModel(BundledModel):
                        "no earlier transaction")
         return (f"scored {len(df):,} transactions in {seconds:.1f} s ({len(df) / max(seconds, 1e-9):,.0f} rows/s); "
                 f"{flagged:,} at or above the validation threshold {self.scorer.threshold:.3f}; {history}; "
-                f"wrote {output_path}{engine.describe() if engine else ''}")
+                f"wrote {output_path}{planned}{engine.describe() if engine else ''}")
 
 
 @dataclass(frozen=True)
-class StepRange:
-    """A part of a scoring job: the input rows with `first_step <= step < end_step`, scored with every
-    earlier row of the input (and the `--context` files) as their context."""
+class StepRangePart:
+    """A part of a scoring job: input rows of whole steps, in a file the driver wrote with just the earlier
+    rows they read (`apps.fraud.parts`), and the prior that counts what those leave out."""
 
-    input_path: Path
-    first_step: int
-    end_step: int
-    context_path: Path | None
+    rows_path: Path       # Parquet: the carried earlier rows, then the range's rows (time order)
+    prior_path: Path      # .npz: AccountPrior's arrays, `n_past` and the range rows' input positions
     batch_size: int
 
 
@@ -314,32 +319,64 @@ def plan_step_ranges(step: np.ndarray, parts: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=False))
 
 
-def score_step_range(model: FraudPyfuncModel | FraudScorer, part: StepRange) -> tuple[np.ndarray, FraudScores]:
+def write_step_range_parts(scorer: FraudScorer, df: pd.DataFrame, context: pd.DataFrame | None, n_parts: int,
+                           folder: Path, batch_size: int) -> list[StepRangePart]:
+    """The driver's plan: one pass over context + input (tables and graph, no network) cuts the input into
+    ranges of whole steps, each written to `folder` with only the past it reads."""
+    n_context = 0 if context is None else len(context)
+    combined = df.loc[:, FEATURE_COLUMNS] if context is None else pd.concat(
+        [context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
+    order = time_order(combined)
+    ordered = combined.iloc[order].reset_index(drop=True)
+    tables = build_tables(ordered, scorer.feature_cfg)
+    planner = PartPlanner(ordered, tables, MoneyGraph(tables, ordered, scorer.feature_cfg.max_neighbors))
+    # Context steps never pass the input's first, so the input rows are the tail of the time order.
+    input_steps = tables.step[n_context:]
+    parts = []
+    for index, (first, end) in enumerate(plan_step_ranges(df["step"].to_numpy(), n_parts)):
+        start, stop = n_context + np.searchsorted(input_steps, [first, end])
+        past = planner.past_of(int(start), int(stop))
+        rows_path, prior_path = folder / f"part-{index:06d}.parquet", folder / f"part-{index:06d}.npz"
+        with atomic_path(rows_path) as tmp:
+            ordered.iloc[np.r_[past.rows, start:stop]].to_parquet(tmp, index=False)
+        with atomic_path(prior_path) as tmp, open(tmp, "wb") as out:
+            np.savez(out, n_past=len(past.rows), positions=order[start:stop] - n_context, **asdict(past.prior))
+        parts.append(StepRangePart(rows_path, prior_path, batch_size))
+    return parts
+
+
+def score_step_range(model: FraudPyfuncModel | FraudScorer, part: StepRangePart) -> tuple[np.ndarray, FraudScores]:
     """What a scoring engine runs per part: the part's rows (positions in the input) and their scores."""
     scorer = scorer_of(model)
-    df = read_paysim(part.input_path, require_labels=False)
-    step = df["step"].to_numpy()
-    rows = np.flatnonzero((step >= part.first_step) & (step < part.end_step))
-    past = [df.loc[step < part.first_step, list(FEATURE_COLUMNS)]]
-    if part.context_path is not None:
-        past.insert(0, read_context(part.context_path))
-    context = pd.concat(past, ignore_index=True)
-    new = df.iloc[rows].reset_index(drop=True)
-    return rows, scorer.score(new, context if len(context) else None, part.batch_size, context_source=part.context_path)
+    frame = pd.read_parquet(part.rows_path)
+    with np.load(part.prior_path, allow_pickle=False) as saved:
+        n_past, positions = int(saved["n_past"]), saved["positions"]
+        prior = AccountPrior(**{name: saved[name] for name in AccountPrior.__dataclass_fields__})
+    past = frame.iloc[:n_past] if n_past else None
+    new = frame.iloc[n_past:].reset_index(drop=True)
+    return positions, scorer.score(new, past, part.batch_size, context_source=part.rows_path, prior=prior)
 
 
-def score_in_step_ranges(engine, df: pd.DataFrame, input_path: Path, context_path: Path | None,
-                         context: pd.DataFrame | None, batch_size: int) -> FraudScores:
-    """`df` scored by `engine` in ranges of steps, put back together in input order."""
+def score_in_step_ranges(engine, scorer: FraudScorer, df: pd.DataFrame, output_path: Path,
+                         context: pd.DataFrame | None, batch_size: int) -> tuple[FraudScores, float]:
+    """`df` scored by `engine` in ranges of steps, put back together in input order, and the seconds the
+    driver spent planning the parts. The parts' files live
+    in the job's partial folder (else beside the output), which every executor of a cluster must reach
+    (see README), until the job ends; a killed job's leftovers go with that folder."""
     n_parts = engine.wanted_parts() or max(2, os.cpu_count() or 1)
-    parts = [StepRange(Path(input_path).resolve(), a, b, None if context_path is None else Path(context_path).resolve(),
-                       batch_size) for a, b in plan_step_ranges(df["step"].to_numpy(), n_parts)]
+    partial = getattr(engine, "partial", None)
+    where = partial.folder if partial is not None else Path(output_path).parent
+    with tempfile.TemporaryDirectory(prefix=f".{Path(output_path).name}.parts-", dir=where) as tmp:
+        started = time.perf_counter()
+        parts = write_step_range_parts(scorer, df, context, n_parts, Path(tmp), batch_size)
+        planning_s = time.perf_counter() - started
+        results = engine.map(parts, score_step_range, "scoring step ranges")
     probabilities, without_history = np.empty(len(df), np.float64), np.zeros(len(df), bool)
-    for rows, scores in engine.map(parts, score_step_range, "scoring step ranges"):
+    for rows, scores in results:
         probabilities[rows], without_history[rows] = scores.probabilities, scores.without_history
     senders = df["nameOrig"].to_numpy()
     return FraudScores(probabilities, 0 if context is None else len(context), int(pd.unique(senders).size),
-                       int(pd.unique(senders[without_history]).size), without_history)
+                       int(pd.unique(senders[without_history]).size), without_history), planning_s
 
 
 def write_scores(df: pd.DataFrame, output_path: Path) -> None:

@@ -9,30 +9,20 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from random_fraud_model import TINY, random_scorer
 from suite_cli import Result, assert_clear_error, suite
 from typer.testing import CliRunner
 
 import mlflow
-from apps.fraud.features import FraudFeatureConfig, Standardizer, build_tables, time_order
-from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
-from apps.fraud.scorer import CONTEXT_ROWS_PARAM, SCORE_COLUMN, FraudScorer
-from apps.fraud.synthetic import SyntheticScale, generate_paysim
+from apps.fraud.model import FraudModelConfig
+from apps.fraud.scorer import CONTEXT_ROWS_PARAM, SCORE_COLUMN
+from apps.fraud.synthetic import generate_paysim
 from common.errors import InputError
 from pipelines.cli import app
 from pipelines.fraud import MLFLOW_ENTRY, model_input_example
 
-TINY = SyntheticScale(n_customers=600, n_merchants=200, n_agents=30, n_mules=12, n_steps=96, approx_rows=5_000)
 CUT = 60  # PAST: steps up to 60 (the first half of step 60), NEW: the rest (ties at step 60 are allowed)
 LABELS = ["isFraud", "isFlaggedFraud"]
-
-
-def random_scorer(df: pd.DataFrame, model_cfg: FraudModelConfig | None = None) -> FraudScorer:
-    torch.manual_seed(0)
-    cfg = FraudFeatureConfig()
-    network = FraudLSTMGAT(model_cfg or FraudModelConfig(hidden=16, gat_heads=2), FraudInputSizes.from_features())
-    tables = build_tables(df.iloc[time_order(df)].reset_index(drop=True), cfg)
-    return FraudScorer(network, cfg, Standardizer.fit(tables.row), threshold=0.5)
 
 
 @pytest.fixture(scope="module")
