@@ -326,6 +326,8 @@ def write_step_range_parts(scorer: FraudScorer, df: pd.DataFrame, context: pd.Da
     """The driver's plan: one pass over context + input (tables and graph, no network) cuts the input into
     ranges of whole steps, each written to `folder` with only the past it reads."""
     n_context = 0 if context is None else len(context)
+    if n_context:
+        check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), "context")
     combined = df.loc[:, FEATURE_COLUMNS] if context is None else pd.concat(
         [context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
     order = time_order(combined)
