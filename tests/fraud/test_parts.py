@@ -47,14 +47,18 @@ def test_parts_score_as_the_whole_file_does(raw, scorer, tmp_path, n_parts):
     np.testing.assert_array_equal(without_history, whole.without_history)
 
 
-@pytest.mark.parametrize("n_parts", [2, 3])
-def test_parts_with_a_context_score_as_past_plus_new(scorer, tmp_path, n_parts):
-    # Another set, and a context that ends at step 60 in the middle of snapshot window 2. On this set an
-    # account pair paid both ways in one window, and a part that carried only one direction ranked that
-    # neighbour wrongly (found on Spark; fixed by carrying whole links).
-    raw = generate_paysim(TINY, seed=5)
-    past = raw[raw["step"] <= 60].reset_index(drop=True)
-    new = raw[raw["step"] > 60].drop(columns=["isFraud", "isFlaggedFraud"]).reset_index(drop=True)
+@pytest.mark.parametrize(("seed", "cut", "n_parts"), [(3, 40, 3), (5, 60, 2), (5, 60, 3)])
+def test_parts_with_a_context_score_as_past_plus_new(scorer, tmp_path, seed, cut, n_parts):
+    """The context holds steps before `cut` and the first five rows of step `cut` (a tie with the input's
+    first step, which context may have), so it ends inside a step and inside a snapshot window. On the
+    seed-5 set an account pair paid both ways in one window, and a part that carried only one direction
+    ranked that neighbour wrongly (found on Spark; fixed by carrying whole links)."""
+    raw = generate_paysim(TINY, seed=seed)
+    step = raw["step"].to_numpy()
+    past_mask = step < cut
+    past_mask[np.flatnonzero(step == cut)[:5]] = True
+    past = raw[past_mask].reset_index(drop=True)
+    new = raw[~past_mask].drop(columns=["isFraud", "isFlaggedFraud"]).reset_index(drop=True)
     expected = scorer.score(new, past)
     _, probabilities, _ = score_in_parts(scorer, new, past, n_parts, tmp_path)
     np.testing.assert_allclose(probabilities, expected.probabilities, rtol=0, atol=1e-6)
