@@ -4,8 +4,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from apps.fraud.dataset import FraudBatches, WindowBatchSampler
+from apps.fraud.dataset import FraudBatches, MessageFlow, WindowBatchSampler
 from apps.fraud.features import (
     AccountPrior,
     FraudFeatureConfig,
@@ -41,6 +44,7 @@ CONTEXT_ROWS_PARAM = "context_rows"
 ROWS_PER_PART = 1 << 18
 # What the features read; context rows keep only these, so extra or label columns never get in the way.
 FEATURE_COLUMNS = tuple(c for c in PAYSIM_COLUMNS if c not in LABEL_COLUMNS)
+T, U = TypeVar("T"), TypeVar("U")
 CONTEXT_SUFFIXES = (".csv", ".parquet", ".pq", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zst")
 
 
@@ -50,6 +54,31 @@ def make_batches(tables: TransactionTables, df_in_time_order: pd.DataFrame, stan
     """The dataset the network reads, with only the branches the model uses."""
     graph = MoneyGraph(tables, df_in_time_order, feature_cfg.max_neighbors) if model_cfg.graph else None
     return FraudBatches(tables, standardizer, graph, labels, use_sequence=model_cfg.sequence)
+
+
+def prepare_window(batches: FraudBatches, window_rows: np.ndarray, batch_size: int
+                   ) -> tuple[MessageFlow, list[tuple[np.ndarray, dict[str, object]]]]:
+    """One snapshot window's inputs: its message-flow graph and its batches (without the graph)."""
+    batches_of_window = [(window_rows[start:start + batch_size],
+                          batches.without_graph(window_rows[start:start + batch_size]))
+                         for start in range(0, len(window_rows), batch_size)]
+    return batches.window_graph(window_rows), batches_of_window
+
+
+def prepared_ahead(prepare: Callable[[T], U], items: Sequence[T]) -> Iterator[U]:
+    """`prepare(item)` for each item, the next one built in a background thread while the caller works on
+    this one: NumPy's gathers and torch's network both release the GIL, so on 2 cores they overlap
+    (measured on medium: 9 % off the network pass, 4 % off `suite score`; the same numbers). One item in
+    flight at a time, so `prepare` never runs twice at once (message_flow's scratch array stays single-user)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="fraud-prepare") as pool:
+        pending = pool.submit(prepare, items[0])
+        for following in items[1:]:
+            ready = pending.result()
+            pending = pool.submit(prepare, following)
+            yield ready
+        yield pending.result()
 
 
 @torch.no_grad()
@@ -81,13 +110,13 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
     t = batches.tables
     row_windows = t.window[rows]
     in_window_order = rows[np.argsort(row_windows, kind="stable")]  # the sampler's batches, window by window
-    for window_rows in np.split(in_window_order, np.flatnonzero(np.diff(np.sort(row_windows))) + 1):
-        graph = batches.window_graph(window_rows)
+    windows = np.split(in_window_order, np.flatnonzero(np.diff(np.sort(row_windows))) + 1)
+    for graph, window_batches in prepared_ahead(lambda window_rows: prepare_window(batches, window_rows, batch_size),
+                                                windows):
         flow = {k: v.to(device) for k, v in graph.tensors().items()}
         embeddings = network.graph_encoder(flow["node_x"], flow_layers(flow))
-        for start in range(0, len(window_rows), batch_size):
-            index = window_rows[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in batches.without_graph(index).items()}
+        for index, batch in window_batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
             batch["orig_embedding"] = embeddings[graph.positions_of(t.orig[index]).to(device)]
             batch["dest_embedding"] = embeddings[graph.positions_of(t.dest[index]).to(device)]
             out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
