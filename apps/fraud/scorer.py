@@ -184,6 +184,21 @@ def read_context(path: Path, input_step: np.ndarray | None = None) -> pd.DataFra
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
+def past_and_new_in_time_order(df: pd.DataFrame, context: pd.DataFrame | None, context_source: str | Path | None
+                               ) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Context rows first, then input rows, stably sorted by step: exactly "PAST + NEW as one file". Also the
+    permutation (time order → position in PAST + NEW) and the number of context rows (refused if any is later
+    than an input row)."""
+    n_context = 0 if context is None else len(context)
+    if n_context:
+        check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), context_source)
+        combined = pd.concat([context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
+    else:
+        combined = df  # every column: no copy (only FEATURE_COLUMNS are read)
+    order = time_order(combined)
+    return combined.iloc[order].reset_index(drop=True), order, n_context
+
+
 class FraudScorer:
     """A trained fraud model with its frozen feature settings, standardiser and decision threshold."""
 
@@ -211,15 +226,7 @@ class FraudScorer:
         ROWS_PER_PART in time order, each kept as it finishes, so a killed job resumes after its last part.
         `prior`: what `context` leaves out of the past (a part of a job planned by `apps.fraud.parts`).
         """
-        n_context = 0 if context is None else len(context)
-        if n_context:
-            check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), context_source)
-            combined = pd.concat([context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
-        else:
-            combined = df
-        # Context rows first, then input rows, stably sorted by step: exactly "PAST + NEW as one file".
-        order = time_order(combined)
-        ordered = combined.iloc[order].reset_index(drop=True)
+        ordered, order, n_context = past_and_new_in_time_order(df, context, context_source)
         tables = build_tables(ordered, self.feature_cfg, prior)
         batches = make_batches(tables, ordered, self.standardizer, self.feature_cfg, self.network.cfg)
         rows = np.flatnonzero(order >= n_context)  # the input rows, in time order; context rows are not scored
@@ -354,13 +361,7 @@ def write_step_range_parts(scorer: FraudScorer, df: pd.DataFrame, context: pd.Da
                            folder: Path, batch_size: int) -> list[StepRangePart]:
     """The driver's plan: one pass over context + input (tables and graph, no network) cuts the input into
     ranges of whole steps, each written to `folder` with only the past it reads."""
-    n_context = 0 if context is None else len(context)
-    if n_context:
-        check_context_is_past(context["step"].to_numpy(), df["step"].to_numpy(), "context")
-    combined = df.loc[:, FEATURE_COLUMNS] if context is None else pd.concat(
-        [context.loc[:, FEATURE_COLUMNS], df.loc[:, FEATURE_COLUMNS]], ignore_index=True)
-    order = time_order(combined)
-    ordered = combined.iloc[order].reset_index(drop=True)
+    ordered, order, n_context = past_and_new_in_time_order(df, context, "context")
     tables = build_tables(ordered, scorer.feature_cfg)
     planner = PartPlanner(ordered, tables, MoneyGraph(tables, ordered, scorer.feature_cfg.max_neighbors))
     # Context steps never pass the input's first, so the input rows are the tail of the time order.
@@ -371,7 +372,7 @@ def write_step_range_parts(scorer: FraudScorer, df: pd.DataFrame, context: pd.Da
         past = planner.past_of(int(start), int(stop))
         rows_path, prior_path = folder / f"part-{index:06d}.parquet", folder / f"part-{index:06d}.npz"
         with atomic_path(rows_path) as tmp:
-            ordered.iloc[np.r_[past.rows, start:stop]].to_parquet(tmp, index=False)
+            ordered.loc[np.r_[past.rows, start:stop], list(FEATURE_COLUMNS)].to_parquet(tmp, index=False)
         with atomic_path(prior_path) as tmp, open(tmp, "wb") as out:
             np.savez(out, n_past=len(past.rows), positions=order[start:stop] - n_context, **asdict(past.prior))
         parts.append(StepRangePart(rows_path, prior_path, batch_size))
