@@ -131,23 +131,17 @@ def test_driving_spark_equals_local(env, tmp_path):
 
 @pytest.fixture(scope="module")
 def fraud(env, tmp_path_factory):
-    from apps.fraud.features import FraudFeatureConfig, Standardizer, build_tables, time_order
-    from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
-    from apps.fraud.scorer import FraudScorer
-    from apps.fraud.synthetic import SyntheticScale, generate_paysim
+    from random_fraud_model import TINY, random_scorer
+
+    from apps.fraud.synthetic import generate_paysim
     from pipelines.fraud import MLFLOW_ENTRY, model_input_example
 
     root = tmp_path_factory.mktemp("fraud_spark")
-    raw = generate_paysim(SyntheticScale(n_customers=600, n_merchants=200, n_agents=30, n_mules=12, n_steps=96,
-                                         approx_rows=5_000), seed=5)
+    raw = generate_paysim(TINY, seed=5)
     raw.to_csv(root / "all.csv", index=False)
     raw[raw["step"] <= 60].to_csv(root / "past.csv", index=False)
     raw[raw["step"] > 60].drop(columns=["isFraud", "isFlaggedFraud"]).to_csv(root / "new.csv", index=False)
-    torch.manual_seed(0)
-    features = FraudFeatureConfig()
-    tables = build_tables(raw.iloc[time_order(raw)].reset_index(drop=True), features)
-    network = FraudLSTMGAT(FraudModelConfig(hidden=16, gat_heads=2), FraudInputSizes.from_features())
-    bundle = FraudScorer(network, features, Standardizer.fit(tables.row), 0.5).save(root / "bundle")
+    bundle = random_scorer(raw).save(root / "bundle")
     model = save_model(root / "model", MLFLOW_ENTRY, bundle, model_input_example(raw))
     return root, model
 

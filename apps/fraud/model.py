@@ -17,6 +17,11 @@ from apps.fraud.features import (
 )
 from common.config import Constraints, Interval
 
+# Incoming edges per call of a GAT layer. GATv2 builds several (edges × heads × hidden) float tensors per
+# call; a snapshot window's graph at PaySim's size has ~900k edges (220 MB each), so the layer streams them
+# through memory. In chunks of targets they stay in cache: 2.1x faster there, 1.5x on medium (measured).
+EDGES_PER_CHUNK = 16_384
+
 
 @dataclass
 class FraudModelConfig:
@@ -91,8 +96,36 @@ class GraphEncoder(nn.Module):
     def forward(self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor, int]]) -> torch.Tensor:
         h = self.act(self.embed(x))
         for conv, (edge_index, edge_attr, n_targets) in zip((self.conv1, self.conv2), layers, strict=True):
-            h = self.act(conv((h, h[:n_targets]), edge_index, edge_attr))
+            h = self.act(conv_in_target_chunks(conv, h, edge_index, edge_attr, n_targets))
         return h
+
+
+def conv_in_target_chunks(conv: GATv2Conv, h: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
+                          n_targets: int, edges_per_chunk: int | None = None) -> torch.Tensor:
+    """`conv((h, h[:n_targets]), edge_index, edge_attr)` → (n_targets, out), run over ranges of targets with
+    about `edges_per_chunk` incoming edges each (see EDGES_PER_CHUNK), when scoring (no autograd: training's
+    per-batch graphs are small, and it measured no faster chunked) and the edges come sorted by target (as
+    message_flow and snapshots build them); else in one call. A target hears all its edges in one chunk, so
+    its attention softmax, its self-loop (source i is target i: the chunk's targets lead its sources) and
+    its sum are those of one call: the same numbers, bit for bit on medium and at PaySim's size."""
+    edges_per_chunk = edges_per_chunk or EDGES_PER_CHUNK
+    target = edge_index[1]
+    n_edges = target.numel()
+    if n_edges <= edges_per_chunk or torch.is_grad_enabled() or bool((target[1:] < target[:-1]).any()):
+        return conv((h, h[:n_targets]), edge_index, edge_attr)
+    bounds = [*range(0, n_targets, max(1, n_targets * edges_per_chunk // n_edges)), n_targets]
+    first_edge = torch.searchsorted(target, torch.tensor(bounds, device=target.device)).tolist()
+    outs = []
+    for a, b, e0, e1 in zip(bounds[:-1], bounds[1:], first_edge[:-1], first_edge[1:], strict=True):
+        source = edge_index[0, e0:e1]
+        inside = (source >= a) & (source < b)
+        others, position = torch.unique(source[~inside], return_inverse=True)
+        local = torch.empty_like(source)
+        local[inside] = source[inside] - a
+        local[~inside] = position + (b - a)
+        outs.append(conv((torch.cat([h[a:b], h[others]]), h[a:b]), torch.stack([local, target[e0:e1] - a]),
+                         edge_attr[e0:e1]))
+    return torch.cat(outs)
 
 
 class FraudLSTMGAT(nn.Module):

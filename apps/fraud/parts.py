@@ -19,6 +19,9 @@ what those rows leave out. For a range that starts at row `start` (time order) o
 An edge the part carries that snapshot `w` did not choose ranks below the eight that it did, as in the
 whole past; newer edges come from the part's own rows. So every snapshot of the range gives the range's
 accounts the same neighbours, and every feature is the one the whole file gives (tested to 1e-6).
+
+A model without the GAT (`model.graph: false`) reads its past through the histories alone: its parts carry
+the history rows and the counts, and the driver builds no graph.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from apps.fraud.features import AccountPrior, MoneyGraph, TransactionTables, account_codes
+from apps.fraud.features import FLOW_TOTAL_NAMES, AccountPrior, MoneyGraph, TransactionTables, account_codes
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,18 @@ def links(tables: TransactionTables) -> np.ndarray:
 
 
 class PartPlanner:
-    """Cuts a time-ordered job into `RangePast`s, from the tables and graph of the whole of it."""
+    """Cuts a time-ordered job into `RangePast`s, from the tables and graph of the whole of it (`graph` None:
+    a model without the GAT, whose parts need no graph rows)."""
 
-    def __init__(self, ordered: pd.DataFrame, tables: TransactionTables, graph: MoneyGraph):
+    def __init__(self, ordered: pd.DataFrame, tables: TransactionTables, graph: MoneyGraph | None):
         self.tables, self.graph = tables, graph
-        self.group = forward_groups(tables)
-        if self.group.max(initial=-1) + 1 != graph.n_edges_forward:
-            raise ValueError("the graph was not built from these tables")
-        self.link = links(tables)
-        self.link_of_group = np.empty(graph.n_edges_forward, np.int64)
-        self.link_of_group[self.group] = self.link
+        if graph is not None:
+            group = forward_groups(tables)
+            if group.max(initial=-1) + 1 != graph.n_edges_forward:
+                raise ValueError("the graph was not built from these tables")
+            self.link = links(tables)
+            self.link_of_group = np.empty(graph.n_edges_forward, np.int64)
+            self.link_of_group[group] = self.link
         _, _, self.names = account_codes(ordered)
         pair = tables.orig * (tables.n_nodes + 1) + tables.dest
         self.pair, _ = pd.factorize(pair)
@@ -69,9 +74,12 @@ class PartPlanner:
     def past_of(self, start: int, stop: int) -> RangePast:
         """The earlier rows and the prior that rows `start:stop` (one range of whole steps) need."""
         t, graph = self.tables, self.graph
-        accounts = np.unique(np.r_[t.orig[start:stop], t.dest[start:stop]])
         history = t.history[start:stop].ravel()
         history = history[(history >= 0) & (history < start)]
+        if graph is None:
+            rows = np.unique(history)
+            return RangePast(rows, self._prior(rows, start, stop, np.zeros((t.n_nodes, len(FLOW_TOTAL_NAMES)))))
+        accounts = np.unique(np.r_[t.orig[start:stop], t.dest[start:stop]])
         window = int(t.window[start])
         open_rows = np.arange(np.searchsorted(t.window[:start], window), start)  # window `window`, before start
         chosen = graph.chosen_edges(window)
@@ -83,14 +91,15 @@ class PartPlanner:
         carried[self.link_of_group[needed_edges % graph.n_edges_forward]] = True
         carried[self.link[open_rows]] = True
         rows = np.flatnonzero(carried[self.link[:start]])
-        return RangePast(rows, self._prior(rows, start, stop, window, carried[self.link_of_group]))
+        # the flows of closed windows that the carried rows (whole groups) leave out
+        flows = graph.flow_totals(window) - graph.flow_totals(window, carried[self.link_of_group])
+        return RangePast(rows, self._prior(rows, start, stop, flows))
 
-    def _prior(self, rows: np.ndarray, start: int, stop: int, window: int, groups: np.ndarray) -> AccountPrior:
-        """`groups`: a mask of the forward groups the carried rows hold whole (those of closed windows)."""
+    def _prior(self, rows: np.ndarray, start: int, stop: int, flows: np.ndarray) -> AccountPrior:
+        """`flows`: (n_nodes, 8) flow totals the carried rows leave out."""
         t, n = self.tables, self.tables.n_nodes
         events = (np.bincount(t.orig[:start], minlength=n) + np.bincount(t.dest[:start], minlength=n)
                   - np.bincount(t.orig[rows], minlength=n) - np.bincount(t.dest[rows], minlength=n))
-        flows = self.graph.flow_totals(window) - self.graph.flow_totals(window, groups)
         part_accounts = np.unique(np.r_[t.orig[rows], t.dest[rows], t.orig[start:stop], t.dest[start:stop]])
         left_out = part_accounts[(events[part_accounts] != 0) | (flows[part_accounts] != 0).any(1)]
         pairs, first = np.unique(self.pair[start:stop], return_index=True)

@@ -363,7 +363,8 @@ def write_step_range_parts(scorer: FraudScorer, df: pd.DataFrame, context: pd.Da
     ranges of whole steps, each written to `folder` with only the past it reads."""
     ordered, order, n_context = past_and_new_in_time_order(df, context, "context")
     tables = build_tables(ordered, scorer.feature_cfg)
-    planner = PartPlanner(ordered, tables, MoneyGraph(tables, ordered, scorer.feature_cfg.max_neighbors))
+    graph = MoneyGraph(tables, ordered, scorer.feature_cfg.max_neighbors) if scorer.network.cfg.graph else None
+    planner = PartPlanner(ordered, tables, graph)
     # Context steps never pass the input's first, so the input rows are the tail of the time order.
     input_steps = tables.step[n_context:]
     parts = []

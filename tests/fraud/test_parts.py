@@ -11,6 +11,7 @@ import pytest
 from random_fraud_model import TINY, random_scorer
 
 from apps.fraud.features import FraudFeatureConfig, MoneyGraph, build_tables, time_order
+from apps.fraud.model import FraudModelConfig
 from apps.fraud.parts import PartPlanner
 from apps.fraud.scorer import FEATURE_COLUMNS, score_step_range, write_step_range_parts
 from apps.fraud.synthetic import generate_paysim
@@ -96,3 +97,24 @@ def test_a_part_file_holds_the_range_after_its_past(raw, scorer, tmp_path):
     assert last["step"].iloc[:n_past].max() < last["step"].iloc[n_past:].min()
     pd.testing.assert_frame_equal(last.iloc[n_past:].reset_index(drop=True),
                                   df.iloc[positions].reset_index(drop=True).loc[:, list(FEATURE_COLUMNS)])
+
+
+def test_a_model_without_the_gat_carries_only_its_histories_and_scores_as_the_whole_file(raw, tmp_path):
+    lstm_only = random_scorer(raw, FraudModelConfig(hidden=16, graph=False))
+    with_gat = write_step_range_parts(random_scorer(raw), raw, None, 3, tmp_path / "gat", batch_size=256)
+    parts, probabilities, _ = score_in_parts(lstm_only, raw, None, 3, tmp_path / "lstm")
+    np.testing.assert_allclose(probabilities, lstm_only.score(raw).probabilities, rtol=0, atol=1e-6)
+
+    def n_past(part):
+        with np.load(part.prior_path) as saved:
+            return int(saved["n_past"])
+    assert all(n_past(a) < n_past(b) for a, b in zip(parts[1:], with_gat[1:], strict=True))
+    # what it carries is exactly the earlier rows the last range's histories point at
+    cfg = FraudFeatureConfig()
+    ordered = raw.loc[:, list(FEATURE_COLUMNS)].iloc[time_order(raw)].reset_index(drop=True)
+    tables = build_tables(ordered, cfg)
+    start = int(np.searchsorted(tables.step, 70))
+    history = tables.history[start:].ravel()
+    past = PartPlanner(ordered, tables, None).past_of(start, len(ordered))
+    np.testing.assert_array_equal(past.rows, np.unique(history[(history >= 0) & (history < start)]))
+    assert not past.prior.flows.any()
