@@ -49,13 +49,22 @@ def test_a_gat_layer_in_chunks_of_targets_gives_what_one_call_gives(edges_per_ch
 def test_edges_out_of_target_order_or_a_graph_for_training_go_through_in_one_call():
     torch.manual_seed(0)
     conv = GATv2Conv(8, 4, heads=2, edge_dim=6).eval()
+    calls = []
+    conv.register_forward_pre_hook(lambda module, args: calls.append(1))
     h, edge_index, edge_attr = _graph(n_nodes=60, n_targets=40, n_edges=300, seed=2)
+    with torch.no_grad():
+        conv_in_target_chunks(conv, h, edge_index, edge_attr, 40, 7)
+    assert len(calls) > 1  # sorted edges, scoring: in chunks
+    calls.clear()
     shuffled = torch.randperm(300)
     with torch.no_grad():
-        whole = conv((h, h[:40]), edge_index[:, shuffled], edge_attr[shuffled])
         chunked = conv_in_target_chunks(conv, h, edge_index[:, shuffled], edge_attr[shuffled], 40, 7)
+        whole = conv((h, h[:40]), edge_index[:, shuffled], edge_attr[shuffled])
+    assert len(calls) == 2  # one call each
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    calls.clear()
     h.requires_grad_(True)
     out = conv_in_target_chunks(conv, h, edge_index, edge_attr, 40, 7)
+    assert len(calls) == 1  # training: one call
     out.sum().backward()
     assert h.grad is not None and h.grad[:40].abs().sum() > 0
