@@ -15,9 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from monai.data.utils import set_rnd, worker_init_fn
 
 __all__ = ["epoch_seed", "reseed_for_epoch", "worker_init_fn"]
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """MONAI's `worker_init_fn`, imported on first use: MONAI takes ~2.7 s to import, which every `suite`
+    command would pay (scoring and bad-input refusals included) if it were imported with the trainer."""
+    from monai.data.utils import worker_init_fn as monai_worker_init_fn
+
+    monai_worker_init_fn(worker_id)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -29,4 +36,6 @@ def reseed_for_epoch(loader: Any, seed: int, epoch: int, rank: int = 0) -> None:
     """Give the random transforms of an in-process loader (num_workers == 0) this epoch's streams."""
     dataset = getattr(loader, "dataset", None)
     if dataset is not None and getattr(loader, "num_workers", 0) == 0:
+        from monai.data.utils import set_rnd
+
         set_rnd(dataset, epoch_seed(seed, epoch, rank))

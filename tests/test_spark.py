@@ -18,6 +18,7 @@ from suite_cli import Result, assert_clear_error, suite
 import mlflow
 
 ENV = {"OMP_NUM_THREADS": "1"}
+DRIVING_FRAMES = 9  # scored with --partitions 2: two Spark tasks, of 5 and 4 frames
 
 
 def save_model(folder: Path, entry: str, bundle: Path, input_example=None) -> str:
@@ -104,7 +105,7 @@ def test_medical_under_spark_submit_equals_local(env, tmp_path):
 def test_driving_spark_equals_local(env, tmp_path):
     from apps.driving.camera import CameraDetector
     from apps.driving.model import PointPillarsNet
-    from apps.driving.scorer import FRAMES_PER_READ, DrivingScorer
+    from apps.driving.scorer import DrivingScorer
     from apps.driving.synthetic import write_synthetic_kitti
     from common.config import load_config
     from pipelines.driving import MLFLOW_ENTRY, DrivingConfig
@@ -112,7 +113,7 @@ def test_driving_spark_equals_local(env, tmp_path):
 
     torch.manual_seed(0)
     cfg = load_config(DrivingConfig, CONFIG_DIR / "driving.yaml", [])
-    data = write_synthetic_kitti(tmp_path / "kitti", seed=3, n_frames=FRAMES_PER_READ + 6)  # two chunks
+    data = write_synthetic_kitti(tmp_path / "kitti", seed=3, n_frames=DRIVING_FRAMES)
     net = PointPillarsNet(cfg.model, cfg.grid)
     torch.nn.init.constant_(net.heatmap.bias, 0.0)  # an untrained head that fires: many boxes to compare
     scorer = DrivingScorer(net, CameraDetector(cfg.camera), cfg.model, cfg.grid, cfg.head)
@@ -123,7 +124,7 @@ def test_driving_spark_equals_local(env, tmp_path):
     assert local.code == 0 and spark.code == 0, (local.stderr[-2000:], spark.stderr[-2000:])
     assert spark_tasks(spark) == 2
     names = sorted(p.name for p in (tmp_path / "local").iterdir())
-    assert len(names) == FRAMES_PER_READ + 6 and names == sorted(p.name for p in (tmp_path / "spark").iterdir())
+    assert len(names) == DRIVING_FRAMES and names == sorted(p.name for p in (tmp_path / "spark").iterdir())
     assert sum((tmp_path / "local" / n).stat().st_size for n in names) > 0, "the random detector found boxes"
     for name in names:
         assert (tmp_path / "spark" / name).read_text() == (tmp_path / "local" / name).read_text(), name

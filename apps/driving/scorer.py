@@ -125,7 +125,8 @@ class DrivingScorer:
 
         Returns the split folder scored and the number of frames. At most `FRAMES_PER_PASS` frames go
         through the networks at once and `FRAMES_PER_READ` are held in memory, whatever `batch_size` says.
-        `engine` (common.scoring_engines): where the chunks of frames are scored; default: here.
+        `engine` (common.scoring_engines): where the chunks of frames are scored; default: here. An engine that
+        wants N parts (`--partitions N`) gets chunks of at most ceil(frames / N) frames.
         """
         from common.scoring_engines import LocalEngine
 
@@ -133,9 +134,11 @@ class DrivingScorer:
         _refuse_overlap(split_dir, Path(output))
         frame_ids = find_frames(split_dir, labels=False)
         per_pass = max(1, min(batch_size, FRAMES_PER_PASS))
-        chunks = [FrameChunk(split_dir, tuple(frame_ids[start:start + FRAMES_PER_READ]), per_pass)
-                  for start in range(0, len(frame_ids), FRAMES_PER_READ)]
-        detected = (engine or LocalEngine(self)).map(chunks, score_chunk, "scoring frames")
+        engine = engine or LocalEngine(self)
+        per_chunk = frames_per_chunk(len(frame_ids), engine.wanted_parts())
+        chunks = [FrameChunk(split_dir, tuple(frame_ids[start:start + per_chunk]), per_pass)
+                  for start in range(0, len(frame_ids), per_chunk)]
+        detected = engine.map(chunks, score_chunk, "scoring frames")
         with atomic_dir(output) as tmp:
             for chunk_detections in detected:
                 for frame_id, objects in chunk_detections.items():
@@ -146,6 +149,14 @@ class DrivingScorer:
         """Detections of one chunk of frames, each read from its own files."""
         frames = read_driving_frames(chunk.split_dir, list(chunk.frame_ids), "reading", labels=False)
         return self.detect(frames, chunk.frames_per_pass)
+
+
+def frames_per_chunk(n_frames: int, wanted_parts: int | None) -> int:
+    """Frames per part: `FRAMES_PER_READ`, or fewer when the user asks for more parts (`--partitions`), so a
+    small job still spreads over that many tasks."""
+    if not wanted_parts:
+        return FRAMES_PER_READ
+    return max(1, min(FRAMES_PER_READ, -(-n_frames // wanted_parts)))
 
 
 @dataclass(frozen=True)
@@ -194,7 +205,7 @@ class DrivingPyfuncModel(BundledModel):
     domain = "driving"
 
     def part_layout(self) -> str:
-        return f"{FRAMES_PER_READ} frames"
+        return f"at most {FRAMES_PER_READ} frames, fewer to fill --partitions"
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or not {"split_dir", "frame_id"} <= set(model_input.columns):

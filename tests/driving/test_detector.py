@@ -201,3 +201,12 @@ def test_pasted_cars_bring_their_points_and_never_overlap():
     assert np.allclose(iou, np.eye(len(boxes)))
     counts = points_in_boxes_lidar(points, boxes * [1, 1, 1, 1.01, 1.01, 1.01, 1]).sum(axis=0)
     assert (counts == 200).all()
+
+
+def test_scoring_chunks_fill_the_parts_asked_for_and_never_exceed_what_is_held_in_memory():
+    from apps.driving.scorer import FRAMES_PER_READ, frames_per_chunk
+
+    assert frames_per_chunk(9, None) == FRAMES_PER_READ  # the local engine: the memory bound alone
+    assert frames_per_chunk(9, 2) == 5  # --partitions 2: two tasks, 5 and 4 frames
+    assert frames_per_chunk(3, 8) == 1  # more parts asked than frames: one frame each
+    assert frames_per_chunk(10 * FRAMES_PER_READ, 2) == FRAMES_PER_READ
