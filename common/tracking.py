@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 import mlflow  # noqa: E402
 from common.errors import InputError  # noqa: E402
+from common.redaction import redact  # noqa: E402, F401  (re-exported: tracking.redact)
 
 CHAMPION_ALIAS = "champion"
 TAG_DOMAIN = "suite.domain"
@@ -51,15 +51,6 @@ def _split_credentials(uri: str) -> tuple[str, str | None, str | None]:
         return uri, None, None
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=host)), parts.username, parts.password
-
-
-def redact(text: str) -> str:
-    """`text` with any tracking password (URI userinfo or MLFLOW_TRACKING_PASSWORD) replaced by ***."""
-    text = re.sub(r"(?<=://)[^/@\s:]+:[^/@\s]+@", "***@", str(text))
-    for secret in (os.environ.get("MLFLOW_TRACKING_PASSWORD"), os.environ.get("MLFLOW_TRACKING_TOKEN")):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def configure_tracking() -> str:

@@ -21,7 +21,7 @@ DomainArg = Annotated[str, typer.Argument(help="medical, driving or fraud")]
 
 
 def _redact(text: str) -> str:
-    from common.tracking import redact
+    from common.redaction import redact
 
     return redact(text)
 
@@ -139,22 +139,24 @@ def score(
                                                         "(default: Spark's parallelism)")] = None,
 ) -> None:
     """Batch-score new data with a logged model."""
-    from common import tracking
-    from common.data_identity import data_fingerprint
-    from common.partial_results import PartialResults
     from common.scoring_engines import LocalEngine, SparkEngine, SparkSettings, is_local_master
-    from pipelines.registry import get_domain
-    from pipelines.runner import load_python_model
 
+    # Flags first: a mistyped command is refused in well under a second, before torch and MLflow load.
     if engine not in ("local", "spark"):
         raise InputError(None, f"--engine must be local or spark, got {engine!r}")
     if engine == "local" and (spark_master is not None or partitions is not None):
         raise InputError(None, "--spark-master and --partitions need --engine spark")
     settings = SparkSettings(spark_master, partitions)
     settings.validate()
-
     if batch_size < 1:
         raise InputError(None, "--batch-size must be at least 1")
+
+    from common import tracking
+    from common.data_identity import data_fingerprint
+    from common.partial_results import PartialResults
+    from pipelines.registry import get_domain
+    from pipelines.runner import load_python_model
+
     pipeline = get_domain(domain)
     if context is not None and pipeline.name != "fraud":
         raise InputError(None, f"--context is for fraud only (earlier transactions); {pipeline.name} takes none")
