@@ -85,7 +85,7 @@ def ensure_experiment(name: str) -> str:
         # Without this MLflow would drop artifacts into ./mlruns of whatever folder the user is in.
         folder = Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
-        location = folder.as_uri()
+        location = folder.resolve().as_uri()  # `sqlite:///mlflow.db` (MLflow's docs) is relative to the cwd
     return client.create_experiment(name, artifact_location=location)
 
 

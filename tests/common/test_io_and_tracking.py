@@ -17,6 +17,20 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert target.read_text() == "whole"
 
 
+def test_a_relative_sqlite_store_keeps_its_artifacts_beside_it(tracking_store, tmp_path, monkeypatch):
+    """`sqlite:///mlflow.db`, as MLflow's docs write it, is relative to the folder the user is in."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///store/mlflow.db")
+    try:
+        tracking.configure_tracking()
+        exp = tracking.ensure_experiment("relative")
+        location = mlflow.get_experiment(exp).artifact_location
+    finally:
+        mlflow.set_tracking_uri(tracking_store)
+        mlflow.set_registry_uri(tracking_store)
+    assert location == (tmp_path / "store" / "artifacts" / "relative").as_uri()
+
+
 def test_runs_go_to_the_configured_store_and_champion_moves_only_on_improvement(tracking_store, tmp_path):
     assert mlflow.get_tracking_uri() == tracking_store
     exp = tracking.ensure_experiment("unit")
