@@ -21,13 +21,14 @@ FINGERPRINT_CHARS = 16  # hex characters kept: 64 bits, plenty to tell datasets 
 
 
 def _files(root: Path) -> list[Path]:
-    """Regular files under `root` (or `root` itself), sorted, hidden entries skipped."""
+    """Regular files under `root` (or `root` itself), sorted, hidden entries skipped; so are entries that are
+    not readable files (a dangling symlink, a FIFO), which the readers skip with a warning or refuse."""
     if root.is_file():
         return [root]
     found = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(folder) / n for n in names if not n.startswith("."))
+        found.extend(p for p in (Path(folder) / n for n in names if not n.startswith(".")) if p.is_file())
     return sorted(found)
 
 

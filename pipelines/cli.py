@@ -137,8 +137,11 @@ def score(
                                                           "default local[*] (or spark-submit's)")] = None,
     partitions: Annotated[int | None, typer.Option(help="with --engine spark: how many parts to spread "
                                                         "(default: Spark's parallelism)")] = None,
+    strict: Annotated[bool, typer.Option(help="refuse (exit 2) input that is otherwise skipped or kept with a "
+                                              "warning: duplicate PaySim rows, unreadable .mhd entries")] = False,
 ) -> None:
     """Batch-score new data with a logged model."""
+    from common.errors import strict_inputs
     from common.scoring_engines import LocalEngine, SparkEngine, SparkSettings, is_local_master
 
     # Flags first: a mistyped command is refused in well under a second, before torch and MLflow load.
@@ -180,7 +183,8 @@ def score(
     else:
         runner = LocalEngine(python_model, partial)
     try:
-        summary = pipeline.score(python_model, input, output, batch_size, context=context, engine=runner)
+        with strict_inputs(strict):
+            summary = pipeline.score(python_model, input, output, batch_size, context=context, engine=runner)
     except BaseException:
         partial.abandon()  # kept only when it holds finished parts worth resuming from
         raise

@@ -9,7 +9,7 @@ import pytest
 from broken_inputs import ALL_CASES, Case
 from real_kitti import needs_real
 
-from common.errors import InputError
+from common.errors import InputError, strict_inputs
 
 CASES = [pytest.param(case, id=f"{domain}: {case.name}", marks=[needs_real] if domain == "driving" else [])
          for domain, cases in ALL_CASES.items() for case in cases]
@@ -38,6 +38,12 @@ def test_broken_input(case: Case, tmp_path):
         return
     assert case.outcome == "skipped"
     assert any(all(f in message for f in case.expect) for message in shown), (case.expect, shown)
+    # `--strict` (common.errors.strict_inputs) refuses what was skipped, with the same words and the file
+    (tmp_path / "strict").mkdir()
+    with pytest.raises(InputError) as caught, strict_inputs():
+        case.build(tmp_path / "strict")()
+    assert caught.value.path and "\n" not in str(caught.value) and "--strict" in str(caught.value)
+    assert all(f in str(caught.value) for f in case.expect), (case.expect, str(caught.value))
 
 
 def test_skipped_scans_and_frames_are_counted(tmp_path):

@@ -103,3 +103,14 @@ def test_load_python_model_in_process(models, tracking_store, tmp_path):
     with pytest.raises(InputError, match="cannot load model"):
         load_python_model("models:/no-such-model/1")
     assert load_python_model(str(models["medical"])).scorer is not None
+
+
+def test_strict_refuses_what_scoring_would_skip_with_a_warning(models, tmp_path):
+    folder = write_luna16(tmp_path / "luna")
+    (folder / "subset0" / "1.2.3.gone.mhd").symlink_to(tmp_path / "nowhere.mhd")  # a dangling entry among scans
+    args = ["score", "medical", "--model", str(models["medical"]), "--input", str(folder)]
+    lenient = suite(*args, "--output", str(tmp_path / "lenient.csv"), env=models["env"])
+    assert lenient.code == 0 and "1.2.3.gone.mhd" in lenient.stderr, lenient.stderr
+    strict = suite(*args, "--output", str(tmp_path / "strict.csv"), "--strict", env=models["env"])
+    assert_clear_error(strict, str(folder), "1.2.3.gone.mhd", "not a readable file", "--strict")
+    assert not (tmp_path / "strict.csv").exists()

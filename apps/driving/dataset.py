@@ -4,7 +4,6 @@ and boxes together, and the collate step that pillarises scans and draws head ta
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -19,7 +18,7 @@ from apps.driving.center_head import CenterTargets
 from apps.driving.kitti import KittiCalib, KittiObject, check_frame_id, read_frame
 from apps.driving.pillars import Pillarizer
 from common.config import Constraints, Interval
-from common.errors import InputError
+from common.errors import InputError, warn_input
 
 TARGET_CLASS = "Car"
 
@@ -88,7 +87,7 @@ def read_driving_frames(split_dir, frame_ids: Sequence[str], desc: str = "readin
             if not skip_unreadable:
                 raise
             problems.append(exc)
-            warnings.warn(f"skipping frame {frame_id}: {exc}", UserWarning, stacklevel=2)
+            warn_input(exc.path, f"{exc.problem}; skipping frame {frame_id}")
             continue
         points = points_in_camera_view(raw.points, raw.calib, raw.image.shape[:2])
         frames.append(DrivingFrame(frame_id, points, raw.calib, raw.image, raw.objects or []))

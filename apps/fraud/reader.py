@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from common.errors import InputError
+from common.errors import InputError, warn_input
 
 PAYSIM_COLUMNS: tuple[str, ...] = (
     "step", "type", "amount", "nameOrig", "oldbalanceOrg", "newbalanceOrig",
@@ -76,8 +76,8 @@ def _duplicates(path: Path, frame: pd.DataFrame, unit: str, drop: bool) -> pd.Da
             return int(frame.index[pos]) + (2 if unit == "line" else 1)
 
         what = "skipped" if drop else "scored like any other row"
-        warnings.warn(f"{path}: {int(repeated.sum())} row(s) repeat an earlier row exactly and are {what} "
-                      f"(first: {unit} {number(first)}, same as {unit} {number(earlier)})", UserWarning, stacklevel=3)
+        warn_input(path, f"{int(repeated.sum())} row(s) repeat an earlier row exactly and are {what} "
+                         f"(first: {unit} {number(first)}, same as {unit} {number(earlier)})", stacklevel=3)
         if drop:
             frame = frame.loc[~repeated]
     return frame.reset_index(drop=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from apps.medical.reader import (
     read_luna16_annotations,
     read_luna16_candidates,
 )
-from common.errors import InputError
+from common.errors import InputError, warn_input
 from common.io import atomic_path
 
 QUANT_LEVELS = 255
@@ -75,8 +74,8 @@ def drop_candidates_without_volume(data: Luna16Dataset) -> Luna16Dataset:
     known = data.candidates["seriesuid"].isin(data.volumes)
     if not known.all():
         missing = sorted(set(data.candidates.loc[~known, "seriesuid"]))
-        warnings.warn(f"{len(missing)} seriesuid(s) in candidates.csv have no volume and are skipped: "
-                      f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}", stacklevel=2)
+        warn_input("candidates.csv", f"{len(missing)} seriesuid(s) have no volume and are skipped: "
+                                     f"{', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
         data.candidates = data.candidates[known].reset_index(drop=True)
     return data
 

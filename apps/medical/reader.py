@@ -22,7 +22,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
-from common.errors import InputError
+from common.errors import InputError, warn_input
 
 LUNA16_COORDS = ("coordX", "coordY", "coordZ")
 CANDIDATE_COLUMNS = ("seriesuid", *LUNA16_COORDS)
@@ -91,9 +91,9 @@ def find_luna16_volumes(root: str | Path) -> dict[str, Path]:
             raise InputError(mhd, f"duplicate seriesuid {uid} (also {found[uid]})")
         found[uid] = mhd
     if broken:
-        warnings.warn(f"{root}: {len(broken)} .mhd entr{'y is' if len(broken) == 1 else 'ies are'} not a readable "
-                      f"file (broken symlink, FIFO or device) and skipped: {', '.join(broken[:3])}"
-                      f"{' …' if len(broken) > 3 else ''}", UserWarning, stacklevel=2)
+        warn_input(root, f"{len(broken)} .mhd entr{'y is' if len(broken) == 1 else 'ies are'} not a readable "
+                         f"file (broken symlink, FIFO or device) and skipped: {', '.join(broken[:3])}"
+                         f"{' …' if len(broken) > 3 else ''}")
     if not found:
         raise InputError(root, "no .mhd volumes found (expected <seriesuid>.mhd + .raw, any subfolder)")
     return found
@@ -125,7 +125,7 @@ def usable_volumes(volumes: dict[str, Path], strict: bool = False) -> tuple[dict
             if strict:
                 raise
             problems.append(exc)
-            warnings.warn(f"skipping scan {uid}: {exc}", UserWarning, stacklevel=2)
+            warn_input(exc.path, f"{exc.problem}; skipping scan {uid}")
             continue
         good[uid] = mhd
     if problems and not good:

@@ -46,3 +46,12 @@ def test_a_single_file_keeps_its_fingerprint_when_renamed(tmp_path):
     fingerprint = data_fingerprint(first)
     first.rename(tmp_path / "copy.csv")
     assert data_fingerprint(tmp_path / "copy.csv") == fingerprint
+
+
+def test_entries_that_are_not_readable_files_are_left_out(tmp_path):
+    """The readers skip a dangling symlink or a FIFO with a warning; the fingerprint must not fail on them."""
+    root = _dataset(tmp_path / "a")
+    before = data_fingerprint(root)
+    (root / "subset0" / "gone.mhd").symlink_to(tmp_path / "nowhere.mhd")
+    os.mkfifo(root / "subset0" / "pipe.mhd")
+    assert data_fingerprint(root) == before
