@@ -7,6 +7,7 @@ own `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` and every message goes
 """
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import subprocess
@@ -66,11 +67,22 @@ def configure_tracking() -> str:
         os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = uri  # child processes (torchrun ranks) inherit the clean form
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if uri.startswith("sqlite:///"):
+        _create_sqlite_store_once(Path(uri.removeprefix("sqlite:///")), uri)
     return uri
+
+
+def _create_sqlite_store_once(db: Path, uri: str) -> None:
+    """Create a new SQLite store's tables under a file lock: two jobs started at once on a fresh store would
+    otherwise both run MLflow's migrations, and one fails ("table _alembic_tmp_experiments already exists")."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if db.is_file() and db.stat().st_size > 0:
+        return
+    with open(db.parent / f".{db.name}.create-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        MlflowClient(uri).search_experiments(max_results=1)  # the first query creates (or finds) the tables
 
 
 def ensure_experiment(name: str) -> str:
@@ -86,7 +98,13 @@ def ensure_experiment(name: str) -> str:
         folder = Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
         location = folder.resolve().as_uri()  # `sqlite:///mlflow.db` (MLflow's docs) is relative to the cwd
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another job created it a moment ago
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
 
 
 def log_params(params: dict[str, Any]) -> None:

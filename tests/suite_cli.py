@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 
@@ -25,6 +26,22 @@ def suite(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> 
     proc = subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout)
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+class Started:
+    """A `suite` command running while the test goes on (output to files, so no pipe fills and blocks it)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self._proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], stdout=self._out,
+                                      stderr=self._err, text=True, env={**os.environ, **(env or {})})
+
+    def result(self, timeout: int = 900) -> Result:
+        """Wait for it to end: its exit code, stdout and stderr."""
+        code = self._proc.wait(timeout)
+        self._out.seek(0)
+        self._err.seek(0)
+        return Result(code, self._out.read(), self._err.read())
 
 
 def assert_clear_error(result: Result, *fragments: str) -> None:

@@ -70,3 +70,17 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -signal.SIGKILL
     assert target.read_text() == "old, complete\n"
+
+
+def test_jobs_started_at_once_on_a_fresh_sqlite_store_all_get_it(tmp_path):
+    """Without the lock, MLflow's migrations ran in each process and all but one failed (5 of 6 here)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"}
+    code = "from common import tracking; tracking.configure_tracking(); tracking.ensure_experiment('at-once')"
+    jobs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)]
+    errors = [job.communicate(timeout=120)[1] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0, 0], errors
