@@ -38,7 +38,8 @@ test: $(STAMP) services
 	$(BIN)/pytest
 
 # The long variants `make test` leaves out (marked `slow`): fraud on Spark over a whole file, a Spark
-# scoring job killed and resumed.
+# scoring job killed and resumed, medical and driving killed inside a checkpoint write, medical scored
+# under spark-submit.
 test-slow: $(STAMP) services
 	$(BIN)/pytest -m slow
 

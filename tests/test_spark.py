@@ -67,6 +67,7 @@ def test_medical_spark_equals_local(env, tmp_path):
     assert (tmp_path / "spark.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
 
 
+@pytest.mark.slow  # a second JVM for a path `--engine spark` already covers; `make test-slow` runs it
 def test_medical_under_spark_submit_equals_local(env, tmp_path):
     """`spark-submit pipelines/__main__.py score ...`: spark-submit starts the JVM and its master rules;
     the suite joins that session (and leaves it to spark-submit to stop) and writes the same bytes."""
