@@ -8,6 +8,7 @@ own `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` and every message goes
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import subprocess
@@ -80,9 +81,15 @@ def _create_sqlite_store_once(db: Path, uri: str) -> None:
     db.parent.mkdir(parents=True, exist_ok=True)
     if db.is_file() and db.stat().st_size > 0:
         return
+    quiet = logging.getLogger("mlflow.store.db.utils")  # "Creating initial MLflow database tables...": not news
+    level = quiet.level
     with open(db.parent / f".{db.name}.create-lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        MlflowClient(uri).search_experiments(max_results=1)  # the first query creates (or finds) the tables
+        quiet.setLevel(logging.WARNING)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)  # the first query creates (or finds) the tables
+        finally:
+            quiet.setLevel(level)
 
 
 def ensure_experiment(name: str) -> str:

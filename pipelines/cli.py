@@ -82,9 +82,12 @@ def run(
     node_rank: Annotated[int, typer.Option(help="this machine's number, 0 .. nnodes-1 (0 logs to MLflow)")] = 0,
     rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT of machine 0, where the processes "
                                                             "meet (needed with --nnodes > 1)")] = None,
+    strict: Annotated[bool, typer.Option(help="refuse (exit 2) input that training otherwise skips with a warning: "
+                                              "a damaged scan or frame among many, duplicate PaySim rows")] = False,
 ) -> None:
     """Train, evaluate on a held-out split, log to MLflow and register the model."""
     from common import distributed
+    from common.errors import strict_inputs
     from pipelines.registry import get_domain
     from pipelines.runner import check_launch, run_pipeline
 
@@ -100,10 +103,13 @@ def run(
             args += ["--set", override]
         if resume:
             args.append("--resume")
+        if strict:
+            args.append("--strict")
         raise typer.Exit(distributed.launch(args, nproc, nnodes, node_rank, rdzv_endpoint))
 
     def train_and_report() -> None:
-        outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume, resume_run)
+        with strict_inputs(strict):
+            outcome = run_pipeline(get_domain(domain), data, config, set_ or [], experiment, resume, resume_run)
         if outcome is None:  # a torchrun rank other than 0
             return
         typer.echo(f"run_id: {outcome.run_id}")

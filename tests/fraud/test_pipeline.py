@@ -116,3 +116,12 @@ def test_training_on_a_file_with_a_missing_column_is_a_clear_error(store, tmp_pa
                    "1,PAYMENT,10,C1,100,90,M1,0,0\n")
     assert_clear_error(suite("run", "fraud", "--data", str(bad), env=env), "nolabels.csv", "isFraud")
     assert_clear_error(suite("run", "fraud", "--set", "model.hiden=3", env=env), "model.hiden")
+
+
+def test_strict_training_refuses_the_duplicate_rows_it_would_skip(store, tmp_path):
+    _, env = store
+    twice = tmp_path / "twice.csv"
+    twice.write_text("step,type,amount,nameOrig,oldbalanceOrg,newbalanceOrig,nameDest,oldbalanceDest,newbalanceDest,"
+                     "isFraud,isFlaggedFraud\n" + "1,TRANSFER,181.0,C1305486145,181.0,0.0,C553264065,0.0,0.0,1,0\n" * 2)
+    assert_clear_error(suite("run", "fraud", "--data", str(twice), "--strict", env=env),
+                       "twice.csv", "repeat an earlier row", "line 3, same as line 2", "--strict")
