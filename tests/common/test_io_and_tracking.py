@@ -73,7 +73,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_intact(tmp_path):
 
 
 def test_jobs_started_at_once_on_a_fresh_sqlite_store_all_get_it(tmp_path):
-    """Without the lock, MLflow's migrations ran in each process and all but one failed (5 of 6 here)."""
+    """Without the lock each process ran MLflow's migrations and all but one failed (this test failed twice in two)."""
     import os
     import subprocess
     import sys
