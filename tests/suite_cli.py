@@ -36,6 +36,15 @@ class Started:
         self._proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], stdout=self._out,
                                       stderr=self._err, text=True, env={**os.environ, **(env or {})})
 
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Leaving the block early (a failed assertion) ends the job, so it does not run on into later tests."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
     def result(self, timeout: int = 900) -> Result:
         """Wait for it to end: its exit code, stdout and stderr."""
         code = self._proc.wait(timeout)

@@ -74,13 +74,13 @@ def test_sigkill_then_resume_gives_the_same_metrics_and_run(store, domain):
     settings, checkpoints = JOBS[domain][1], JOBS[domain][2]
     base = ["run", domain, "--data", str(data), *settings]
     # The uninterrupted run goes on beside the killed one: each has one thread, and the machine two cores.
-    running = Started(*base, "--experiment", f"{domain}-straight", env=env)
     killed = root / "ckpt" / f"{domain}-killed"
     command = [sys.executable, "-m", "pipelines", *base, "--experiment", f"{domain}-killed"]
-    for i, checkpoint in enumerate(checkpoints):  # each stage killed once; the later kills resume first
-        _kill_after(command + (["--resume"] if i else []), env, checkpoint, killed, seed=i)
+    with Started(*base, "--experiment", f"{domain}-straight", env=env) as running:
+        for i, checkpoint in enumerate(checkpoints):  # each stage killed once; the later kills resume first
+            _kill_after(command + (["--resume"] if i else []), env, checkpoint, killed, seed=i)
+        straight = running.result()
     (run_dir,) = [d for d in killed.iterdir() if d.is_dir()]
-    straight = running.result()
     assert straight.code == 0, straight.stderr[-2000:]
     assert not (root / "ckpt" / f"{domain}-straight" / straight.value("run_id")).exists()  # finished: none left
 
