@@ -44,6 +44,8 @@ class Started:
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        self._out.close()
+        self._err.close()
 
     def result(self, timeout: int = 900) -> Result:
         """Wait for it to end: its exit code, stdout and stderr."""

@@ -109,12 +109,12 @@ def _check_inside(path: Path, root: Path, inside: Path) -> None:
                                "or point at the folder that holds it)")
 
 
-def usable_volumes(volumes: dict[str, Path], strict: bool = False) -> tuple[dict[str, Path], list[InputError]]:
+def usable_volumes(volumes: dict[str, Path]) -> tuple[dict[str, Path], list[InputError]]:
     """Check every scan's header and pixel-data size (cheap: no voxels read) before any work starts.
 
     A damaged scan among many is skipped with a warning naming it (the problems are returned, so a
-    summary can count them); `strict=True` refuses it instead, as does a folder where every scan is
-    damaged (the first problem is raised).
+    summary can count them; `common.errors.strict_inputs` refuses it instead); a folder where every scan
+    is damaged is refused (the first problem is raised).
     """
     good: dict[str, Path] = {}
     problems: list[InputError] = []
@@ -122,8 +122,6 @@ def usable_volumes(volumes: dict[str, Path], strict: bool = False) -> tuple[dict
         try:
             _check_mhd(Path(mhd))
         except InputError as exc:
-            if strict:
-                raise
             problems.append(exc)
             warn_input(exc.path, f"{exc.problem}; skipping scan {uid}")
             continue
