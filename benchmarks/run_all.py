@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--scale", default="medium", choices=["small", "medium", "large"])
     parser.add_argument("--only", choices=["fraud", "medical", "driving", "scaleout", "fraud-large"],
                         help="one section; fraud-large (PaySim's size) runs only when asked for")
-    parser.add_argument("--fraud-epochs", type=int, default=2)
+    parser.add_argument("--fraud-epochs", type=int, default=None, help="default: the fraud config's own (8)")
     parser.add_argument("--medical-epochs", type=int, default=15)
     parser.add_argument("--driving-epochs", type=int, default=10)
     parser.add_argument("--driving-camera-epochs", type=int, default=8)

@@ -43,7 +43,7 @@ class FraudConfig:
     data: FraudDataConfig = field(default_factory=FraudDataConfig)
     features: FraudFeatureConfig = field(default_factory=FraudFeatureConfig)
     model: FraudModelConfig = field(default_factory=FraudModelConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, batch_size=512, monitor="val_pr_auc"))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=8, batch_size=1024, monitor="val_pr_auc"))
 
 
 def find_transactions_file(data: Path) -> Path:

@@ -14,6 +14,8 @@ TINY = SyntheticScale(n_customers=600, n_merchants=200, n_agents=30, n_mules=12,
 def random_scorer(df: pd.DataFrame, model_cfg: FraudModelConfig | None = None) -> FraudScorer:
     torch.manual_seed(0)
     cfg = FraudFeatureConfig()
-    network = FraudLSTMGAT(model_cfg or FraudModelConfig(hidden=16, gat_heads=2), FraudInputSizes.from_features())
+    # Two GAT layers by default (the shipped model has one): the farthest past a Spark part must carry.
+    network = FraudLSTMGAT(model_cfg or FraudModelConfig(hidden=16, gat_heads=2, graph_layers=2),
+                           FraudInputSizes.from_features())
     tables = build_tables(df.iloc[time_order(df)].reset_index(drop=True), cfg)
     return FraudScorer(network, cfg, Standardizer.fit(tables.row), threshold=0.5)

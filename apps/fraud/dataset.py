@@ -51,13 +51,12 @@ class WindowBatchSampler(Sampler[np.ndarray]):
         return len(self._batches())
 
 
-GNN_LAYERS = 2  # the GraphEncoder's depth: how far a message-flow graph reaches
 
 
 class MessageFlow(NamedTuple):
-    """A 2-layer GNN's computation around some accounts of one snapshot window (PyG's NeighborLoader
-    layout, with every neighbour kept): local node ids put the targets first, then the nodes the first
-    layer computes, then the inputs only that layer reads."""
+    """An L-layer GNN's computation around some accounts of one snapshot window (PyG's NeighborLoader
+    layout, with every neighbour kept): local node ids put the targets first, then the nodes each earlier
+    layer computes, then the inputs only the first layer reads."""
 
     targets: np.ndarray   # (A,) sorted node ids: the last layer's outputs, local ids 0..A-1
     node_x: torch.Tensor  # (N, F_node) input features in local order
@@ -81,10 +80,11 @@ def _incoming(pointer: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
 
 
-def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray) -> MessageFlow:
-    """Only what a 2-layer GNN needs to embed `accounts` in snapshot `window`: the last layer runs at them
-    over their incoming edges, the first at them and their senders; every other node is skipped. Each
-    target's embedding is what a GNN run over the whole snapshot gives it (to float rounding)."""
+def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray, n_layers: int) -> MessageFlow:
+    """Only what an `n_layers` GNN needs to embed `accounts` in snapshot `window`: the last layer runs at
+    them over their incoming edges, the one before at them and their senders, and so on; every other node
+    is skipped. Each target's embedding is what a GNN run over the whole snapshot gives it (to float
+    rounding)."""
     x, edge_index, edge_attr = graph.snapshot(window)
     pointer = graph.in_edge_pointer(window)
     source, target = edge_index.numpy()
@@ -95,7 +95,7 @@ def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray) -> Messag
     local[nodes] = np.arange(len(nodes))
     try:
         hops = []
-        for _ in range(GNN_LAYERS):  # from the last layer back to the first
+        for _ in range(n_layers):  # from the last layer back to the first
             edges = _incoming(pointer, nodes)
             hops.append((edges, len(nodes)))
             new = np.unique(source[edges])
@@ -113,8 +113,9 @@ class FraudBatches(Dataset):
     """`dataset[rows]` builds one model batch for an array of row indices (use with batch_size=None)."""
 
     def __init__(self, tables: TransactionTables, standardizer: Standardizer, graph: MoneyGraph | None,
-                 labels: np.ndarray | None = None, use_sequence: bool = True):
+                 labels: np.ndarray | None = None, use_sequence: bool = True, graph_layers: int = 1):
         self.tables, self.graph, self.use_sequence = tables, graph, use_sequence
+        self.graph_layers = graph_layers
         self.row = torch.from_numpy(standardizer(tables.row))
         self.labels = None if labels is None else torch.from_numpy(np.array(labels, np.int64))
 
@@ -145,7 +146,8 @@ class FraudBatches(Dataset):
         windows = np.unique(t.window[rows])
         if len(windows) != 1:
             raise ValueError("a fraud batch must hold rows of one snapshot window (use WindowBatchSampler)")
-        return message_flow(self.graph, int(windows[0]), np.concatenate([t.orig[rows], t.dest[rows]]))
+        return message_flow(self.graph, int(windows[0]), np.concatenate([t.orig[rows], t.dest[rows]]),
+                            self.graph_layers)
 
     def _sequences(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.tables

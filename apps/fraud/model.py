@@ -21,6 +21,8 @@ from common.config import Constraints, Interval
 # call; a snapshot window's graph at PaySim's size has ~900k edges (220 MB each), so the layer streams them
 # through memory. In chunks of targets they stay in cache: 2.1x faster there, 1.5x on medium (measured).
 EDGES_PER_CHUNK = 16_384
+# GAT layers the Spark parts' past covers (`apps.fraud.parts` carries the edges into accounts one hop away).
+MAX_GRAPH_LAYERS = 2
 
 
 @dataclass
@@ -28,13 +30,15 @@ class FraudModelConfig:
     """Architecture (section `model`); `sequence`/`graph` false gives the ablations."""
 
     CONSTRAINTS: ClassVar[Constraints] = {"hidden": Interval(4), "lstm_layers": Interval(1), "gat_heads": Interval(1),
+                                          "graph_layers": Interval(1, MAX_GRAPH_LAYERS),
                                           "dropout": Interval(0, 1, "left")}
 
     sequence: bool = True
     graph: bool = True
-    hidden: int = 32
+    hidden: int = 16
     lstm_layers: int = 1
     gat_heads: int = 2
+    graph_layers: int = 1
     dropout: float = 0.1
 
 
@@ -77,7 +81,7 @@ class SequenceEncoder(nn.Module):
 
 
 class GraphEncoder(nn.Module):
-    """Two GATv2 layers with edge features, each computed only at the nodes the next layer reads.
+    """One or two GATv2 layers with edge features, each computed only at the nodes the next layer reads.
 
     `x` is (N, F_node). `layers` holds, per conv layer, (edge_index (2, E_l), edge_attr (E_l, F_edge), n_l):
     layer l computes the first n_l nodes (a prefix of the previous layer's), hearing along its edges, whose
@@ -86,16 +90,20 @@ class GraphEncoder(nn.Module):
     the same embeddings at a fraction of the cost.
     """
 
-    def __init__(self, n_node: int, n_edge: int, hidden: int, heads: int, dropout: float):
+    def __init__(self, n_node: int, n_edge: int, hidden: int, heads: int, dropout: float, n_layers: int = 2):
         super().__init__()
         self.embed = nn.Linear(n_node, hidden)
-        self.conv1 = GATv2Conv(hidden, hidden, heads=heads, edge_dim=n_edge, dropout=dropout)
-        self.conv2 = GATv2Conv(hidden * heads, hidden, heads=1, edge_dim=n_edge, dropout=dropout)
+        # `heads` for every layer but the last, which has one, so embeddings are `hidden` wide at any depth.
+        # (conv1/conv2, not a ModuleList: the names of the weights in models saved before depth was a setting.)
+        self.conv1 = GATv2Conv(hidden, hidden, heads=heads if n_layers > 1 else 1, edge_dim=n_edge, dropout=dropout)
+        self.conv2 = GATv2Conv(hidden * heads, hidden, heads=1, edge_dim=n_edge, dropout=dropout) \
+            if n_layers > 1 else None
         self.act = nn.ELU()
 
     def forward(self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor, int]]) -> torch.Tensor:
         h = self.act(self.embed(x))
-        for conv, (edge_index, edge_attr, n_targets) in zip((self.conv1, self.conv2), layers, strict=True):
+        convs = [conv for conv in (self.conv1, self.conv2) if conv is not None]
+        for conv, (edge_index, edge_attr, n_targets) in zip(convs, layers, strict=True):
             h = self.act(conv_in_target_chunks(conv, h, edge_index, edge_attr, n_targets))
         return h
 
@@ -141,7 +149,7 @@ class FraudLSTMGAT(nn.Module):
             self.sequence_encoder = SequenceEncoder(sizes.event, h, cfg.lstm_layers)
             width += 2 * h
         if cfg.graph:
-            self.graph_encoder = GraphEncoder(sizes.node, sizes.edge, h, cfg.gat_heads, cfg.dropout)
+            self.graph_encoder = GraphEncoder(sizes.node, sizes.edge, h, cfg.gat_heads, cfg.dropout, cfg.graph_layers)
             width += 2 * h
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, h), nn.ReLU(), nn.Linear(h, 2))
 
@@ -166,4 +174,4 @@ class FraudLSTMGAT(nn.Module):
 def flow_layers(batch: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
     """GraphEncoder's `layers` from a batch's message-flow tensors."""
     sizes = batch["flow_sizes"].tolist()
-    return [(batch[f"edge_index_{i}"], batch[f"edge_attr_{i}"], sizes[i - 1]) for i in (1, 2)]
+    return [(batch[f"edge_index_{i}"], batch[f"edge_attr_{i}"], sizes[i - 1]) for i in range(1, len(sizes) + 1)]

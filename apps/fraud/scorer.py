@@ -53,7 +53,8 @@ def make_batches(tables: TransactionTables, df_in_time_order: pd.DataFrame, stan
                  labels: np.ndarray | None = None) -> FraudBatches:
     """The dataset the network reads, with only the branches the model uses."""
     graph = MoneyGraph(tables, df_in_time_order, feature_cfg.max_neighbors) if model_cfg.graph else None
-    return FraudBatches(tables, standardizer, graph, labels, use_sequence=model_cfg.sequence)
+    return FraudBatches(tables, standardizer, graph, labels, use_sequence=model_cfg.sequence,
+                        graph_layers=model_cfg.graph_layers)
 
 
 def prepare_window(batches: FraudBatches, window_rows: np.ndarray, batch_size: int
@@ -259,6 +260,7 @@ class FraudScorer:
     @classmethod
     def load(cls, folder: str | Path) -> FraudScorer:
         state, spec = load_bundle(folder, KIND, "fraud")
+        spec["model"].setdefault("graph_layers", 2)  # saved before the depth was a setting: two layers
         network = FraudLSTMGAT(FraudModelConfig(**spec["model"]), FraudInputSizes(**spec["sizes"]))
         network.load_state_dict(state)
         std = Standardizer(np.asarray(spec["standardizer"]["mean"], np.float32),

@@ -37,10 +37,12 @@ def score_in_parts(scorer, df, context, n_parts, folder):
     return parts, probabilities, without_history
 
 
-@pytest.mark.parametrize("n_parts", [2, 7])
-def test_parts_score_as_the_whole_file_does(raw, scorer, tmp_path, n_parts):
+@pytest.mark.parametrize(("n_parts", "graph_layers"), [(2, 2), (7, 2), (3, 1)])
+def test_parts_score_as_the_whole_file_does(raw, scorer, tmp_path, n_parts, graph_layers):
     # Rows out of time order, as users have them: every part puts its rows back in the input's order.
     df = raw.drop(columns=["isFraud", "isFlaggedFraud"]).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    if graph_layers != 2:  # the shipped depth (the fixture's two layers reach farther back)
+        scorer = random_scorer(raw, FraudModelConfig(hidden=16, graph_layers=graph_layers))
     whole = scorer.score(df)
     parts, probabilities, without_history = score_in_parts(scorer, df, None, n_parts, tmp_path)
     assert len(parts) == n_parts
