@@ -61,10 +61,7 @@ class MessageFlow(NamedTuple):
     targets: np.ndarray   # (A,) sorted node ids: the last layer's outputs, local ids 0..A-1
     node_x: torch.Tensor  # (N, F_node) input features in local order
     layers: list[tuple[torch.Tensor, torch.Tensor, int]]  # per conv: local edge_index (2, E_l), edge_attr, n_l
-
-    def positions_of(self, nodes: np.ndarray) -> torch.Tensor:
-        """Rows of the GNN output for `nodes` (each one of `targets`)."""
-        return torch.from_numpy(np.searchsorted(self.targets, nodes))
+    account_positions: torch.Tensor  # (len(accounts),) the GNN output row of each account asked for, in order
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The flow as FraudLSTMGAT reads it from a batch (see `apps.fraud.model.flow_layers`)."""
@@ -104,9 +101,10 @@ def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray, n_layers:
             nodes = np.concatenate([nodes, new])
         layers = [(torch.from_numpy(np.stack([local[source[e]], local[target[e]]])), edge_attr[e], n)
                   for e, n in reversed(hops)]
+        positions = torch.from_numpy(local[accounts])  # the targets are the sorted accounts: ids 0..A-1
     finally:
         local[nodes] = -1
-    return MessageFlow(nodes[: hops[0][1]], x[torch.from_numpy(nodes)], layers)
+    return MessageFlow(nodes[: hops[0][1]], x[torch.from_numpy(nodes)], layers, positions)
 
 
 class FraudBatches(Dataset):
@@ -141,7 +139,8 @@ class FraudBatches(Dataset):
 
     def window_graph(self, rows: np.ndarray) -> MessageFlow:
         """The message-flow graph around every account that `rows` (all of one snapshot window) touch;
-        scoring runs the GAT once per window on it instead of once per batch."""
+        scoring runs the GAT once per window on it instead of once per batch. Its `account_positions` are
+        those of the rows' senders, then of their receivers."""
         t = self.tables
         windows = np.unique(t.window[rows])
         if len(windows) != 1:
@@ -150,20 +149,25 @@ class FraudBatches(Dataset):
                             self.graph_layers)
 
     def _sequences(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2, K, F_row + 3) events, oldest first, zeros after the last; and (B, 2) lengths. Written into
+        one array (measured: the stack-and-concatenate version took 1.6x as long)."""
         t = self.tables
-        hist = t.history[rows]                      # (B, 2, K)
+        hist = t.history[rows]                      # (B, 2, K), -1 after the last event
         valid = hist >= 0
         safe = np.where(valid, hist, 0)
-        feats = self.row[torch.from_numpy(safe)]    # (B, 2, K, F)
-        hours = np.log1p(np.maximum(t.step[rows][:, None, None] - t.step[safe], 0)) / HOURS_SCALE
+        n_row = self.row.shape[1]
+        seq = np.empty((*hist.shape, n_row + 3), np.float32)
+        np.take(self.row.numpy(), safe, axis=0, out=seq[..., :n_row], mode="clip")
+        seq[..., n_row] = t.history_role[rows]
+        seq[..., n_row + 1] = np.log1p(np.maximum(t.step[rows][:, None, None] - t.step[safe], 0)) / HOURS_SCALE
         # The account's counterparty in each past event, compared with its counterparty now.
         past_cp = np.where(t.history_role[rows] == 1, t.dest[safe], t.orig[safe])
         now_cp = np.stack([t.dest[rows], t.orig[rows]], 1)[:, :, None]
-        extra = np.stack([t.history_role[rows], hours, past_cp == now_cp], -1).astype(np.float32)
-        seq = torch.cat([feats, torch.from_numpy(extra)], -1) * torch.from_numpy(valid[..., None])
-        return seq, torch.from_numpy(t.history_len[rows])
+        seq[..., n_row + 2] = past_cp == now_cp
+        seq[~valid] = 0.0
+        return torch.from_numpy(seq), torch.from_numpy(t.history_len[rows])
 
     def _subgraph(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         flow = self.window_graph(rows)
-        position = flow.positions_of(np.concatenate([self.tables.orig[rows], self.tables.dest[rows]]))
+        position = flow.account_positions
         return {**flow.tensors(), "orig_pos": position[: len(rows)], "dest_pos": position[len(rows):]}

@@ -203,7 +203,9 @@ class Standardizer:
         return cls(x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
+        out = np.subtract(x, self.mean, dtype=np.float32)
+        out /= self.std
+        return out
 
 
 class MoneyGraph:
@@ -294,7 +296,8 @@ class MoneyGraph:
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
             x, edge_index, edge_attr = self._build_snapshot(k)
-            pointer = np.searchsorted(edge_index[1].numpy(), np.arange(self.n_nodes + 1))
+            pointer = np.zeros(self.n_nodes + 1, np.int64)  # edges come sorted by target
+            np.cumsum(np.bincount(edge_index[1].numpy(), minlength=self.n_nodes), out=pointer[1:])
             self._cache[k] = (x, edge_index, edge_attr, pointer)
         return self._cache[k]
 

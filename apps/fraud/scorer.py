@@ -59,11 +59,17 @@ def make_batches(tables: TransactionTables, df_in_time_order: pd.DataFrame, stan
 
 def prepare_window(batches: FraudBatches, window_rows: np.ndarray, batch_size: int
                    ) -> tuple[MessageFlow, list[tuple[np.ndarray, dict[str, object]]]]:
-    """One snapshot window's inputs: its message-flow graph and its batches (without the graph)."""
-    batches_of_window = [(window_rows[start:start + batch_size],
-                          batches.without_graph(window_rows[start:start + batch_size]))
-                         for start in range(0, len(window_rows), batch_size)]
-    return batches.window_graph(window_rows), batches_of_window
+    """One snapshot window's inputs: its message-flow graph and its batches (without the graph, with
+    `orig_pos`/`dest_pos`: where each row's accounts are among the graph's outputs)."""
+    graph = batches.window_graph(window_rows)
+    senders, receivers = graph.account_positions.split(len(window_rows))
+    batches_of_window = []
+    for start in range(0, len(window_rows), batch_size):
+        index = window_rows[start:start + batch_size]
+        batch = batches.without_graph(index)
+        batch["orig_pos"], batch["dest_pos"] = senders[start:start + batch_size], receivers[start:start + batch_size]
+        batches_of_window.append((index, batch))
+    return graph, batches_of_window
 
 
 def prepared_ahead(prepare: Callable[[T], U], items: Sequence[T]) -> Iterator[U]:
@@ -118,8 +124,8 @@ def predict_rows(network: FraudLSTMGAT, batches: FraudBatches, rows: np.ndarray,
         embeddings = network.graph_encoder(flow["node_x"], flow_layers(flow))
         for index, batch in window_batches:
             batch = {k: v.to(device) for k, v in batch.items()}
-            batch["orig_embedding"] = embeddings[graph.positions_of(t.orig[index]).to(device)]
-            batch["dest_embedding"] = embeddings[graph.positions_of(t.dest[index]).to(device)]
+            batch["orig_embedding"] = embeddings[batch.pop("orig_pos")]
+            batch["dest_embedding"] = embeddings[batch.pop("dest_pos")]
             out[position[index]] = torch.softmax(network(batch).float(), 1)[:, 1].cpu().numpy()
             bar.update(len(index))
     bar.close()

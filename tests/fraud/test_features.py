@@ -209,7 +209,7 @@ def test_the_message_flow_graph_gives_the_embeddings_of_the_whole_snapshot(trans
     part = encoder(flow.node_x, flow.layers)
     assert len(flow.node_x) < len(x) / 2  # the point: most of the snapshot is skipped
     assert len(flow.layers) == graph_layers and all(edges.shape[1] > 0 for edges, _, _ in flow.layers)
-    np.testing.assert_allclose(part[flow.positions_of(accounts)].detach(), whole[accounts].detach(), atol=1e-6)
+    np.testing.assert_allclose(part[flow.account_positions].detach(), whole[accounts].detach(), atol=1e-6)
     gradients = []
     for embeddings in (whole[flow.targets], part):
         encoder.zero_grad()
