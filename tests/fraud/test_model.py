@@ -68,3 +68,29 @@ def test_edges_out_of_target_order_or_a_graph_for_training_go_through_in_one_cal
     assert len(calls) == 1  # training: one call
     out.sum().backward()
     assert h.grad is not None and h.grad[:40].abs().sum() > 0
+
+
+def test_a_model_saved_before_the_depth_was_a_setting_loads_as_the_two_layer_model_it_is(tmp_path):
+    """Bundles written before `model.graph_layers` existed hold two GAT layers (conv1, conv2) and no depth in
+    their spec; they load and score as before, while a new bundle keeps the depth it was trained with."""
+    import numpy as np
+    import yaml
+
+    from apps.fraud.features import FraudFeatureConfig, Standardizer
+    from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig
+    from apps.fraud.scorer import FraudScorer
+
+    sizes = FraudInputSizes.from_features()
+    std = Standardizer(np.zeros(sizes.row, np.float32), np.ones(sizes.row, np.float32))
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        network = FraudLSTMGAT(FraudModelConfig(hidden=8, graph_layers=layers), sizes)
+        folder = FraudScorer(network, FraudFeatureConfig(), std, 0.5).save(tmp_path / f"layers{layers}")
+        assert FraudScorer.load(folder).network.cfg.graph_layers == layers
+    spec = yaml.safe_load((folder / "spec.yaml").read_text())
+    del spec["model"]["graph_layers"]  # as the old bundles wrote it
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    old = FraudScorer.load(folder).network
+    assert old.cfg.graph_layers == 2 and old.graph_encoder.conv2 is not None
+    for name, value in network.state_dict().items():
+        assert torch.equal(old.state_dict()[name], value)
