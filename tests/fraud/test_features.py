@@ -216,3 +216,17 @@ def test_the_message_flow_graph_gives_the_embeddings_of_the_whole_snapshot(trans
         embeddings.sum().backward(retain_graph=True)
         gradients.append(torch.cat([p.grad.flatten() for p in encoder.parameters()]))
     np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-4, atol=1e-5)
+
+
+def test_flow_totals_carried_from_window_to_window_equal_a_fresh_sum_in_any_order(transactions):
+    """Scoring visits windows in time order and carries the totals on; training visits them in random order."""
+    cfg = FraudFeatureConfig(snapshot_steps=6)
+    tables = build_tables(transactions, cfg)
+    graph = MoneyGraph(tables, transactions, cfg.max_neighbors)
+    windows = [1, 2, 3, 3, 7, 4, 9, 10, 0, 5]  # forward, repeated, back, forward again, from nothing
+    for k in windows:
+        carried = graph.flow_totals(k)
+        fresh = graph.flow_totals(k, groups=np.ones(graph.n_edges_forward, bool))  # the masked path, summed anew
+        np.testing.assert_allclose(carried, fresh, rtol=1e-12, atol=0)
+        carried += 1.0  # callers add priors in place: the carried state must not change with it
+    assert graph.flow_totals(windows[-1]).sum() == pytest.approx(fresh.sum())
