@@ -51,8 +51,6 @@ class WindowBatchSampler(Sampler[np.ndarray]):
         return len(self._batches())
 
 
-
-
 class MessageFlow(NamedTuple):
     """An L-layer GNN's computation around some accounts of one snapshot window (PyG's NeighborLoader
     layout, with every neighbour kept): local node ids put the targets first, then the nodes each earlier
@@ -111,7 +109,7 @@ class FraudBatches(Dataset):
     """`dataset[rows]` builds one model batch for an array of row indices (use with batch_size=None)."""
 
     def __init__(self, tables: TransactionTables, standardizer: Standardizer, graph: MoneyGraph | None,
-                 labels: np.ndarray | None = None, use_sequence: bool = True, graph_layers: int = 1):
+                 labels: np.ndarray | None = None, *, use_sequence: bool, graph_layers: int):
         self.tables, self.graph, self.use_sequence = tables, graph, use_sequence
         self.graph_layers = graph_layers
         self.row = torch.from_numpy(standardizer(tables.row))
@@ -150,7 +148,7 @@ class FraudBatches(Dataset):
 
     def _sequences(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 2, K, F_row + 3) events, oldest first, zeros after the last; and (B, 2) lengths. Written into
-        one array (measured: the stack-and-concatenate version took 1.6x as long)."""
+        one array (measured: the stack-and-concatenate version took 1.4x as long)."""
         t = self.tables
         hist = t.history[rows]                      # (B, 2, K), -1 after the last event
         valid = hist >= 0

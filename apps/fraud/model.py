@@ -90,7 +90,7 @@ class GraphEncoder(nn.Module):
     the same embeddings at a fraction of the cost.
     """
 
-    def __init__(self, n_node: int, n_edge: int, hidden: int, heads: int, dropout: float, n_layers: int = 2):
+    def __init__(self, n_node: int, n_edge: int, hidden: int, heads: int, dropout: float, n_layers: int):
         super().__init__()
         self.embed = nn.Linear(n_node, hidden)
         # `heads` for every layer but the last, which has one, so embeddings are `hidden` wide at any depth.
