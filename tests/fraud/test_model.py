@@ -72,7 +72,7 @@ def test_edges_out_of_target_order_or_a_graph_for_training_go_through_in_one_cal
 
 def test_a_model_saved_before_the_depth_was_a_setting_loads_as_the_two_layer_model_it_is(tmp_path):
     """Bundles written before `model.graph_layers` existed hold two GAT layers (conv1, conv2) and no depth in
-    their spec; they load and score as before, while a new bundle keeps the depth it was trained with."""
+    their spec; they load with every weight in place, while a new bundle keeps the depth it was trained with."""
     import numpy as np
     import yaml
 
