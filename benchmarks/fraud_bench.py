@@ -148,13 +148,7 @@ def scoring_throughput(scorer: FraudScorer, raw: pd.DataFrame, path: Path) -> li
         per_batch = predict_rows(scorer.network, batches, rows, 4096, graph_once_per_window=False)
     with timer() as t_window:
         per_window = predict_rows(scorer.network, batches, rows, 4096)
-    model = FraudPyfuncModel.from_scorer(scorer)
-    ends = {}
-    with tempfile.TemporaryDirectory() as out:
-        for suffix in ("csv", "parquet"):
-            with timer() as t_end:
-                model.score_file(path, Path(out) / f"scores.{suffix}", 4096)
-            ends[suffix] = t_end["seconds"]
+    ends = end_to_end_seconds(scorer, path)
     n = len(ordered)
     return [
         f"- scoring, features + history + graph tables: {t_tables['seconds']:.1f} s; network pass (batch 4096) "
@@ -168,6 +162,18 @@ def scoring_throughput(scorer: FraudScorer, raw: pd.DataFrame, path: Path) -> li
     ]
 
 
+def end_to_end_seconds(scorer: FraudScorer, path: Path) -> dict[str, float]:
+    """Seconds of `FraudPyfuncModel.score_file` on `path`, with CSV and then Parquet output."""
+    model = FraudPyfuncModel.from_scorer(scorer)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as out:
+        for suffix in ("csv", "parquet"):
+            with timer() as t_end:
+                model.score_file(path, Path(out) / f"scores.{suffix}", 4096)
+            seconds[suffix] = t_end["seconds"]
+    return seconds
+
+
 def million_row_scoring(scorer: FraudScorer) -> list[str]:
     """`score_file` end to end on a file of over a million rows (the default model trained above)."""
     path = OUT / "fraud_1p2m" / OUTPUT_NAME
@@ -175,13 +181,7 @@ def million_row_scoring(scorer: FraudScorer) -> list[str]:
     generate_paysim(MILLION_ROWS, seed=2).to_csv(path, index=False)  # always rewritten, like medium
     with path.open("rb") as f:
         n = sum(1 for _ in f) - 1
-    model = FraudPyfuncModel.from_scorer(scorer)
-    ends = {}
-    with tempfile.TemporaryDirectory() as out:
-        for suffix in ("parquet", "csv"):
-            with timer() as t_end:
-                model.score_file(path, Path(out) / f"scores.{suffix}", 4096)
-            ends[suffix] = t_end["seconds"]
+    ends = end_to_end_seconds(scorer, path)
     return [f"- the same end to end on {n:,} rows (medium's world at 2.2× its size, 720 steps, seed 2): CSV out "
             f"{ends['csv']:.1f} s = **{n / ends['csv']:,.0f} rows/s**; Parquet out {ends['parquet']:.1f} s = "
             f"**{n / ends['parquet']:,.0f} rows/s**"]
