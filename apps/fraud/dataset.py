@@ -56,10 +56,10 @@ class MessageFlow(NamedTuple):
     layout, with every neighbour kept): local node ids put the targets first, then the nodes each earlier
     layer computes, then the inputs only the first layer reads."""
 
-    targets: np.ndarray   # (A,) sorted node ids: the last layer's outputs, local ids 0..A-1
     node_x: torch.Tensor  # (N, F_node) input features in local order
     layers: list[tuple[torch.Tensor, torch.Tensor, int]]  # per conv: local edge_index (2, E_l), edge_attr, n_l
     account_positions: torch.Tensor  # (len(accounts),) the GNN output row of each account asked for, in order
+    # (the outputs are the distinct accounts asked for, sorted: local ids 0..A-1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The flow as FraudLSTMGAT reads it from a batch (see `apps.fraud.model.flow_layers`)."""
@@ -102,7 +102,7 @@ def message_flow(graph: MoneyGraph, window: int, accounts: np.ndarray, n_layers:
         positions = torch.from_numpy(local[accounts])  # the targets are the sorted accounts: ids 0..A-1
     finally:
         local[nodes] = -1
-    return MessageFlow(nodes[: hops[0][1]], x[torch.from_numpy(nodes)], layers, positions)
+    return MessageFlow(x[torch.from_numpy(nodes)], layers, positions)
 
 
 class FraudBatches(Dataset):
