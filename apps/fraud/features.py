@@ -8,13 +8,14 @@ row's features or score.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
 from apps.fraud.reader import TRANSACTION_TYPES
+from common.arrays import runs
 from common.config import Constraints, Interval
 
 OUTGOING_TYPES = ("CASH_OUT", "DEBIT", "PAYMENT", "TRANSFER")
@@ -234,8 +235,10 @@ class MoneyGraph:
         self.source = np.concatenate([src, dst])
         self.target = np.concatenate([dst, src])
         self.edge_window = np.concatenate([agg["window"].to_numpy()] * 2)
-        self.edge_base = np.concatenate([np.c_[base, np.zeros(len(agg))], np.c_[base, np.ones(len(agg))]], 0)
-        self.edge_base = self.edge_base.astype(np.float32)
+        # EDGE_FEATURE_NAMES but the age (column 4), which each snapshot fills in: forward, then reversed copies.
+        self.edge_base = np.zeros((2 * len(agg), len(EDGE_FEATURE_NAMES)), np.float32)
+        self.edge_base[:, :4] = np.concatenate([base, base])
+        self.edge_base[len(agg):, 5] = 1.0
         self.n_edges_forward = len(agg)
         self._forward_window = agg["window"].to_numpy()
         # Groups number by first appearance, so on rows in time order their windows never decrease.
@@ -251,7 +254,7 @@ class MoneyGraph:
         appearance = np.concatenate([np.arange(len(agg))] * 2)
         self._neighbours = NeighbourIntervals.of(self.source, self.target, self.edge_window, appearance,
                                                  self.is_merchant[self.source] > 0, max_neighbors)
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]] = {}
+        self._cache: dict[int, ChosenSnapshot] = {}
         self.relabel_scratch = np.full(self.n_nodes, -1, np.int64)  # see apps.fraud.dataset.message_flow
 
     def flow_totals(self, k: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -302,32 +305,38 @@ class MoneyGraph:
         return self._neighbours.chosen_at(k)
 
     def snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(node features, edge_index, edge_attr) of the graph seen by rows in window `k`, edges sorted by
-        target; cached."""
-        return self._cached(k)[:3]
+        """(node features, edge_index, edge_attr) of the whole graph seen by rows in window `k`, edges sorted
+        by target (message passing reads `chosen_snapshot` instead, and only the edges it needs)."""
+        chosen = self.chosen_snapshot(k)
+        edge_index = np.stack([self.source[chosen.edges], self.target[chosen.edges]])
+        return (torch.from_numpy(chosen.x), torch.from_numpy(edge_index),
+                torch.from_numpy(self.edge_attr(k, chosen.edges)))
 
-    def in_edge_pointer(self, k: int) -> np.ndarray:
-        """(n_nodes + 1,) CSR pointer of snapshot `k`'s edges, which are sorted by target: node v's incoming
-        edges are `ptr[v]:ptr[v + 1]`."""
-        return self._cached(k)[3]
-
-    def _cached(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    def chosen_snapshot(self, k: int) -> ChosenSnapshot:
+        """Snapshot `k` as edge ids, with its node features and in-edge pointer; cached (the last two)."""
         if k not in self._cache:
             if len(self._cache) >= 2:
                 self._cache.pop(next(iter(self._cache)))
-            x, edge_index, edge_attr = self._build_snapshot(k)
-            pointer = np.zeros(self.n_nodes + 1, np.int64)  # edges come sorted by target
-            np.cumsum(np.bincount(edge_index[1].numpy(), minlength=self.n_nodes), out=pointer[1:])
-            self._cache[k] = (x, edge_index, edge_attr, pointer)
+            edges = self.chosen_edges(k)  # sorted by target
+            pointer = np.zeros(self.n_nodes + 1, np.int64)
+            np.cumsum(np.bincount(self.target[edges], minlength=self.n_nodes), out=pointer[1:])
+            self._cache[k] = ChosenSnapshot(self.node_features(k), edges, pointer)
         return self._cache[k]
 
-    def _build_snapshot(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        chosen = self.chosen_edges(k)
-        age = np.log1p(k - 1 - self.edge_window[chosen]).astype(np.float32)
-        attr = self.edge_base[chosen]
-        attr = np.c_[attr[:, :4], age, attr[:, 4]]
-        edge_index = torch.from_numpy(np.stack([self.source[chosen], self.target[chosen]]))
-        return torch.from_numpy(self.node_features(k)), edge_index, torch.from_numpy(attr)
+    def edge_attr(self, k: int, edges: np.ndarray) -> np.ndarray:
+        """(len(edges), F_edge) float32 attributes of `edges` (ids) as snapshot `k` sees them (EDGE_FEATURE_NAMES).
+        Built for the edges read only: a whole snapshot's took 3/4 of its build time (measured at 1.2 M rows)."""
+        attr = self.edge_base[edges]
+        attr[:, 4] = np.log1p(k - 1 - self.edge_window[edges])
+        return attr
+
+
+class ChosenSnapshot(NamedTuple):
+    """Snapshot k of a MoneyGraph as ids: what message passing looks up before it gathers any edge."""
+
+    x: np.ndarray        # (n_nodes, F_node) float32 node features
+    edges: np.ndarray    # (E,) ids of the edges chosen, sorted by target
+    pointer: np.ndarray  # (n_nodes + 1,) CSR over `edges`: node v hears along edges[pointer[v]:pointer[v + 1]]
 
 
 NEVER = np.iinfo(np.int32).max  # the snapshot an edge that is never pushed out leaves at
@@ -363,7 +372,7 @@ class NeighbourIntervals:
             # places; a target's old edges keep their order behind them, less the pairs heard from anew.
             k = int(window[new[0]]) + 1  # the first snapshot that sees them
             new_target = target[new]
-            touched, first, n_new = np.unique(new_target, return_index=True, return_counts=True)
+            touched, first, n_new = runs(new_target)  # sorted: the window's edges come by target
             new_rank = np.arange(len(new)) - np.repeat(first, n_new)
             old = slots[touched]
             heard = old >= 0

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from apps.fraud.features import FLOW_TOTAL_NAMES, AccountPrior, MoneyGraph, TransactionTables, account_codes
+from common.arrays import unique_first, unique_sorted
 
 
 @dataclass(frozen=True)
@@ -77,14 +78,14 @@ class PartPlanner:
         history = t.history[start:stop].ravel()
         history = history[(history >= 0) & (history < start)]
         if graph is None:
-            rows = np.unique(history)
+            rows = unique_sorted(history)
             return RangePast(rows, self._prior(rows, start, stop, np.zeros((t.n_nodes, len(FLOW_TOTAL_NAMES)))))
-        accounts = np.unique(np.r_[t.orig[start:stop], t.dest[start:stop]])
+        accounts = unique_sorted(np.r_[t.orig[start:stop], t.dest[start:stop]])
         window = int(t.window[start])
         open_rows = np.arange(np.searchsorted(t.window[:start], window), start)  # window `window`, before start
         chosen = graph.chosen_edges(window)
         hearing = np.isin(graph.target[chosen], accounts)
-        one_hop = np.unique(np.r_[accounts, graph.source[chosen[hearing]], t.orig[open_rows], t.dest[open_rows]])
+        one_hop = unique_sorted(np.r_[accounts, graph.source[chosen[hearing]], t.orig[open_rows], t.dest[open_rows]])
         needed_edges = chosen[np.isin(graph.target[chosen], one_hop)]
         carried = np.zeros(self.link.max(initial=-1) + 1, bool)
         carried[self.link[history]] = True
@@ -100,9 +101,9 @@ class PartPlanner:
         t, n = self.tables, self.tables.n_nodes
         events = (np.bincount(t.orig[:start], minlength=n) + np.bincount(t.dest[:start], minlength=n)
                   - np.bincount(t.orig[rows], minlength=n) - np.bincount(t.dest[rows], minlength=n))
-        part_accounts = np.unique(np.r_[t.orig[rows], t.dest[rows], t.orig[start:stop], t.dest[start:stop]])
+        part_accounts = unique_sorted(np.r_[t.orig[rows], t.dest[rows], t.orig[start:stop], t.dest[start:stop]])
         left_out = part_accounts[(events[part_accounts] != 0) | (flows[part_accounts] != 0).any(1)]
-        pairs, first = np.unique(self.pair[start:stop], return_index=True)
+        pairs, first = unique_first(self.pair[start:stop])
         pair_events = (np.bincount(self.pair[:start], minlength=pairs.max(initial=-1) + 1)[pairs]
                        - np.bincount(self.pair[rows], minlength=pairs.max(initial=-1) + 1)[pairs])
         keep = pair_events != 0

@@ -31,6 +31,7 @@ from apps.fraud.features import (
 from apps.fraud.model import FraudInputSizes, FraudLSTMGAT, FraudModelConfig, flow_layers
 from apps.fraud.parts import PartPlanner
 from apps.fraud.reader import LABEL_COLUMNS, PAYSIM_COLUMNS, read_paysim, validate_paysim_frame
+from common.arrays import count_distinct, unique_counts
 from common.bundled_model import BundledModel, scorer_of
 from common.errors import InputError
 from common.io import atomic_path
@@ -252,7 +253,7 @@ class FraudScorer:
         first_event = tables.history_len[rows, 0] == 0
         without_history = np.empty(len(df), bool)
         without_history[order[rows] - n_context] = first_event
-        return FraudScores(out, n_context, int(len(np.unique(senders))), int(len(np.unique(senders[first_event]))),
+        return FraudScores(out, n_context, count_distinct(senders), count_distinct(senders[first_event]),
                            without_history)
 
     def save(self, folder: str | Path) -> Path:
@@ -358,7 +359,7 @@ class StepRangePart:
 
 def plan_step_ranges(step: np.ndarray, parts: int) -> list[tuple[int, int]]:
     """Contiguous ranges of whole steps with about equal row counts (a step is never split)."""
-    steps, counts = np.unique(step, return_counts=True)
+    steps, counts = unique_counts(step)
     share = np.cumsum(counts) / counts.sum()
     cuts = [int(steps[np.searchsorted(share, k / parts)]) + 1 for k in range(1, parts)]
     bounds = sorted({int(steps[0]), *cuts, int(steps[-1]) + 1})

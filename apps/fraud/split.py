@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from common.arrays import unique_counts
 from common.config import HELD_OUT_FRACTIONS, Constraints
 from common.errors import InputError
 
@@ -22,7 +23,7 @@ class FraudDataConfig:
 
 def temporal_split(step: np.ndarray, val_fraction: float, test_fraction: float) -> tuple[np.ndarray, ...]:
     """Row indices of train/val/test, cut at step boundaries so no step is in two splits."""
-    steps, counts = np.unique(step, return_counts=True)
+    steps, counts = unique_counts(step)
     if len(steps) < 3:
         raise InputError(None, f"need at least 3 distinct steps to split by time, found {len(steps)}")
     share = np.cumsum(counts) / counts.sum()
