@@ -35,6 +35,8 @@ NODE_FEATURE_NAMES = (
 )
 EDGE_FEATURE_NAMES = ("log_amount", "log_count", "risky_share", "emptied_share", "log_age", "reversed")
 HOURS_PER_DAY = 24
+HOURS_SCALE = 5.0  # log1p(hours) reaches ~6.6 for a month; keep it near unit scale
+LOG_TABLE_HOURS = 1 << 20  # gaps up to ~120 years read log1p from a table; longer ones compute it
 
 
 @dataclass
@@ -83,9 +85,7 @@ class TransactionTables:
     orig: np.ndarray         # (n,) node id of nameOrig
     dest: np.ndarray         # (n,) node id of nameDest
     step: np.ndarray         # (n,) int64
-    history: np.ndarray      # (n, 2, K) row index of the account's previous events, -1 = none (0 orig, 1 dest)
-    history_role: np.ndarray  # (n, 2, K) 1 when the account was the origin of that event
-    history_len: np.ndarray  # (n, 2)
+    histories: AccountHistories
     window: np.ndarray       # (n,) snapshot window of each row
     n_nodes: int
     is_merchant: np.ndarray  # (n_nodes,) bool
@@ -130,7 +130,9 @@ def build_tables(df: pd.DataFrame, cfg: FraudFeatureConfig, prior: AccountPrior 
     `prior`: counts of earlier transactions that `df` leaves out (a part of a job, `apps.fraud.parts`).
     """
     orig, dest, uniques = account_codes(df)
-    history, role, length, prior_events = _account_history(orig, dest, cfg.history_length)
+    step = df["step"].to_numpy(np.int64)
+    histories = account_histories(orig, dest, step, cfg.history_length)
+    prior_events = histories.earlier.copy()
     pair = orig * (len(uniques) + 1) + dest
     prior_pair = pd.Series(pair).groupby(pair).cumcount().to_numpy()
     prior_flows = None
@@ -148,48 +150,73 @@ def build_tables(df: pd.DataFrame, cfg: FraudFeatureConfig, prior: AccountPrior 
         prior_pair = prior_pair + np.r_[prior.pair_events[known], 0][at]
     context = np.stack([np.log1p(prior_events[:, 0]), np.log1p(prior_events[:, 1]), np.log1p(prior_pair),
                         (prior_pair == 0)], axis=1).astype(np.float32)
-    step = df["step"].to_numpy(np.int64)
     return TransactionTables(
-        row=row_features(df), context=context, orig=orig, dest=dest, step=step,
-        history=history, history_role=role, history_len=length, window=step // cfg.snapshot_steps,
+        row=row_features(df), context=context, orig=orig, dest=dest, step=step, histories=histories,
+        window=step // cfg.snapshot_steps,
         n_nodes=len(uniques), is_merchant=np.asarray(uniques.astype(str).str.startswith("M"), bool),
         prior_flows=prior_flows,
     )
 
 
-def _account_history(orig: np.ndarray, dest: np.ndarray, k: int):
-    """For each row and each of its two accounts, the last `k` earlier rows that account took part in."""
+@dataclass
+class AccountHistories:
+    """For each row and each of its two accounts (0: nameOrig, 1: nameDest), the last K earlier rows that
+    account took part in, oldest first, and what the LSTM reads of each beside that row's own features."""
+
+    rows: np.ndarray     # (n, 2, K) int32 row index, -1 after the last event
+    role: np.ndarray     # (n, 2, K) int8 1 when the account was the origin of that event
+    hours: np.ndarray    # (n, 2, K) float32 log1p(hours between that event and this row) / HOURS_SCALE
+    same: np.ndarray     # (n, 2, K) int8 1 when that event's counterparty is this row's counterparty
+    length: np.ndarray   # (n, 2) int64 events listed
+    earlier: np.ndarray  # (n, 2) int64 every earlier event of the account, listed or not
+
+
+def account_histories(orig: np.ndarray, dest: np.ndarray, step: np.ndarray, k: int) -> AccountHistories:
+    """Each row's account histories (rows in time order), from one sort of the rows' 2n account events.
+
+    Computed straight in row order (each event's slots gathered from the sorted events, never scattered
+    back) with int32 positions and a table for the log of whole hours: 1.0 s at 1.2 M rows where the
+    version before took 2.3 s without the hours and counterparties, which batches then gathered per row.
+    """
     n = len(orig)
-    account = np.concatenate([orig, dest])
-    row = np.concatenate([np.arange(n), np.arange(n)])
-    as_origin = np.concatenate([np.ones(n, np.int8), np.zeros(n, np.int8)])
-    order = np.lexsort((1 - as_origin, row, account))
-    acc_s, row_s = account[order], row[order]
-    new_group = np.ones(2 * n, bool)
-    new_group[1:] = acc_s[1:] != acc_s[:-1]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(2 * n), 0))
+    account = np.stack([orig, dest], 1).ravel()  # event 2 * row + side
+    order = np.argsort(account, kind="stable")    # by account, then time; a row's origin event first
+    sorted_account = account[order]
+    new_account = np.ones(2 * n, bool)
+    new_account[1:] = sorted_account[1:] != sorted_account[:-1]
+    position = np.arange(2 * n)
+    account_start = np.maximum.accumulate(np.where(new_account, position, 0))
+    sorted_row = order >> 1
     # A self-transfer puts two events on one row; neither may see the other.
     same_row_as_prev = np.zeros(2 * n, bool)
-    same_row_as_prev[1:] = ~new_group[1:] & (row_s[1:] == row_s[:-1])
-    first_of_row = np.arange(2 * n) - same_row_as_prev
-    n_prior = first_of_row - group_start
-    length = np.minimum(n_prior, k)
-    offsets = np.arange(k)
-    pos = first_of_row[:, None] - length[:, None] + offsets[None, :]
-    valid = offsets[None, :] < length[:, None]
-    pos = np.where(valid, pos, 0)
-    hist_rows = np.where(valid, row_s[pos], -1)
-    hist_role = np.where(valid, as_origin[order][pos], 0)
-    side = 1 - as_origin[order]  # 0 = the row's origin account, 1 = its destination account
-    history = np.full((n, 2, k), -1, np.int64)
-    roles = np.zeros((n, 2, k), np.int8)
-    lengths = np.zeros((n, 2), np.int64)
-    prior = np.zeros((n, 2), np.int64)
-    history[row_s, side] = hist_rows
-    roles[row_s, side] = hist_role
-    lengths[row_s, side] = length
-    prior[row_s, side] = n_prior
-    return history, roles, lengths, prior
+    same_row_as_prev[1:] = ~new_account[1:] & (sorted_row[1:] == sorted_row[:-1])
+    first_of_row = position - same_row_as_prev
+    inverse = np.empty(2 * n, np.int64)
+    inverse[order] = position
+    earlier = (first_of_row - account_start)[inverse]
+    length = np.minimum(earlier, k)
+    # Slot j of an event holds the sorted event at first_of_row - length + j, for j < length.
+    slots = np.arange(k, dtype=np.int32)
+    pos = (first_of_row[inverse] - length).astype(np.int32)[:, None] + slots
+    np.minimum(pos, 2 * n - 1, out=pos)  # slots past the length: any event in range, masked below
+    missing = slots >= length[:, None]
+    rows = sorted_row.astype(np.int32)[pos]
+    rows[missing] = -1
+    role = (1 - (order & 1)).astype(np.int8)[pos]
+    role[missing] = 0
+    sorted_step = step[sorted_row]
+    hours_since = np.maximum(step[position >> 1][:, None] - sorted_step[pos], 0)
+    hours_since[missing] = 0
+    longest = int(hours_since.max(initial=0))
+    if longest <= LOG_TABLE_HOURS:  # the same values as the formula, looked up
+        hours = (np.log1p(np.arange(longest + 1)) / HOURS_SCALE).astype(np.float32)[hours_since]
+    else:
+        hours = (np.log1p(hours_since) / HOURS_SCALE).astype(np.float32)
+    counterparty = account[position ^ 1]  # of each event, in event order
+    same = (counterparty[order][pos] == counterparty[:, None]).astype(np.int8)
+    same[missing] = 0
+    return AccountHistories(rows.reshape(n, 2, k), role.reshape(n, 2, k), hours.reshape(n, 2, k),
+                            same.reshape(n, 2, k), length.reshape(n, 2), earlier.reshape(n, 2))
 
 
 @dataclass
@@ -203,8 +230,8 @@ class Standardizer:
     def fit(cls, x: np.ndarray) -> Standardizer:
         return cls(x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = np.subtract(x, self.mean, dtype=np.float32)
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        out = np.subtract(x, self.mean, dtype=np.float32, out=out)
         out /= self.std
         return out
 

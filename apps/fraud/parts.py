@@ -75,7 +75,7 @@ class PartPlanner:
     def past_of(self, start: int, stop: int) -> RangePast:
         """The earlier rows and the prior that rows `start:stop` (one range of whole steps) need."""
         t, graph = self.tables, self.graph
-        history = t.history[start:stop].ravel()
+        history = t.histories.rows[start:stop].ravel()
         history = history[(history >= 0) & (history < start)]
         if graph is None:
             rows = unique_sorted(history)

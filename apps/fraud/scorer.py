@@ -250,7 +250,7 @@ class FraudScorer:
         out[order[rows] - n_context] = probs
         # An account's first event anywhere (either role) has no history: count the senders of such rows.
         senders = tables.orig[rows]
-        first_event = tables.history_len[rows, 0] == 0
+        first_event = tables.histories.length[rows, 0] == 0
         without_history = np.empty(len(df), bool)
         without_history[order[rows] - n_context] = first_event
         return FraudScores(out, n_context, count_distinct(senders), count_distinct(senders[first_event]),

@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
+from apps.fraud.dataset import FraudBatches
 from apps.fraud.features import (
     EDGE_FEATURE_NAMES,
+    EVENT_EXTRA_NAMES,
     FraudFeatureConfig,
     MoneyGraph,
     Standardizer,
@@ -39,8 +41,34 @@ def test_history_lists_each_accounts_previous_rows(transactions):
     for i in np.random.default_rng(0).integers(0, len(df), 150):
         for side, account in ((0, orig[i]), (1, dest[i])):
             earlier = np.flatnonzero((orig[:i] == account) | (dest[:i] == account))[-4:]
-            assert [r for r in tables.history[i, side] if r >= 0] == earlier.tolist()
-            assert tables.history_len[i, side] == len(earlier)
+            assert [r for r in tables.histories.rows[i, side] if r >= 0] == earlier.tolist()
+            assert tables.histories.length[i, side] == len(earlier)
+
+
+def test_each_history_event_reads_as_the_definition_says(transactions):
+    """The batch's event columns, row by row from their definitions: the row's standardised features, the
+    account's role, log1p(hours since) / 5, the same counterparty as now; zeros after the last event."""
+    df = transactions.head(3000)
+    cfg = FraudFeatureConfig(history_length=4)
+    tables = build_tables(df, cfg)
+    standardizer = Standardizer.fit(tables.row)
+    batches = FraudBatches(tables, standardizer, None, use_sequence=True, graph_layers=1)
+    orig, dest, step = df["nameOrig"].to_numpy(), df["nameDest"].to_numpy(), df["step"].to_numpy()
+    rows = np.random.default_rng(1).integers(0, len(df), 200)
+    seq, length = batches._sequences(rows)
+    n_row = tables.row.shape[1]
+    for b, i in enumerate(rows):
+        for side, account, counterparty in ((0, orig[i], dest[i]), (1, dest[i], orig[i])):
+            earlier = np.flatnonzero((orig[:i] == account) | (dest[:i] == account))[-4:]
+            assert length[b, side] == len(earlier)
+            for slot, r in enumerate(earlier):
+                as_origin = orig[r] == account
+                other = dest[r] if as_origin else orig[r]
+                expected = [*standardizer(tables.row[r]), as_origin, np.log1p(step[i] - step[r]) / 5,
+                            other == counterparty]
+                np.testing.assert_allclose(seq[b, side, slot].numpy(), expected, rtol=1e-6, atol=1e-6)
+            assert (seq[b, side, len(earlier):] == 0).all()
+            assert seq.shape[-1] == n_row + len(EVENT_EXTRA_NAMES)
 
 
 def test_graph_snapshot_holds_only_earlier_windows(transactions):

@@ -77,7 +77,7 @@ def test_a_late_part_carries_what_it_reads_and_counts_the_rest(raw):
     past = planner.past_of(start, len(ordered))
     assert 0 < len(past.rows) < 0.8 * start
     assert np.all(np.diff(past.rows) > 0) and past.rows[-1] < start
-    history = tables.history[start:].ravel()
+    history = tables.histories.rows[start:].ravel()
     assert np.isin(history[(history >= 0) & (history < start)], past.rows).all()
     # What the carried rows leave out of an account's past is counted in the prior, never dropped.
     def events(rows):
@@ -116,7 +116,7 @@ def test_a_model_without_the_gat_carries_only_its_histories_and_scores_as_the_wh
     ordered = raw.loc[:, list(FEATURE_COLUMNS)].iloc[time_order(raw)].reset_index(drop=True)
     tables = build_tables(ordered, cfg)
     start = int(np.searchsorted(tables.step, 70))
-    history = tables.history[start:].ravel()
+    history = tables.histories.rows[start:].ravel()
     past = PartPlanner(ordered, tables, None).past_of(start, len(ordered))
     np.testing.assert_array_equal(past.rows, np.unique(history[(history >= 0) & (history < start)]))
     assert not past.prior.flows.any()
