@@ -175,8 +175,7 @@ def account_histories(orig: np.ndarray, dest: np.ndarray, step: np.ndarray, k: i
     """Each row's account histories (rows in time order), from one sort of the rows' 2n account events.
 
     Computed straight in row order (each event's slots gathered from the sorted events, never scattered
-    back) with int32 positions and a table for the log of whole hours: 1.0 s at 1.2 M rows where the
-    version before took 2.3 s without the hours and counterparties, which batches then gathered per row.
+    back), in int32 where it fits, with a table for the log of whole hours.
     """
     n = len(orig)
     account = np.stack([orig, dest], 1).ravel()  # event 2 * row + side
@@ -195,25 +194,32 @@ def account_histories(orig: np.ndarray, dest: np.ndarray, step: np.ndarray, k: i
     inverse[order] = position
     earlier = (first_of_row - account_start)[inverse]
     length = np.minimum(earlier, k)
-    # Slot j of an event holds the sorted event at first_of_row - length + j, for j < length.
-    slots = np.arange(k, dtype=np.int32)
-    pos = (first_of_row[inverse] - length).astype(np.int32)[:, None] + slots
-    np.minimum(pos, 2 * n - 1, out=pos)  # slots past the length: any event in range, masked below
-    missing = slots >= length[:, None]
-    rows = sorted_row.astype(np.int32)[pos]
+    # Slot j of an event holds the sorted event at first_of_row - length + j, for j < length: K consecutive
+    # sorted events, copied as one row each (a window view), not gathered one by one (3x slower, measured).
+    first_listed = first_of_row[inverse] - length
+    missing = np.arange(k) >= length[:, None]
+
+    def listed(sorted_values: np.ndarray) -> np.ndarray:
+        padded = np.concatenate([sorted_values, np.zeros(k, sorted_values.dtype)])
+        return np.lib.stride_tricks.sliding_window_view(padded, k)[first_listed]
+
+    rows = listed(sorted_row.astype(np.int32))
     rows[missing] = -1
-    role = (1 - (order & 1)).astype(np.int8)[pos]
+    role = listed((1 - (order & 1)).astype(np.int8))
     role[missing] = 0
-    sorted_step = step[sorted_row]
-    hours_since = np.maximum(step[position >> 1][:, None] - sorted_step[pos], 0)
+    # Whole hours since each listed event, in place, in int32 where the steps fit (a step may reach 2^53).
+    step = step.astype(np.int32 if step.max(initial=0) < 2**31 else np.int64)
+    hours_since = listed(step[sorted_row])
+    np.subtract(np.repeat(step, 2)[:, None], hours_since, out=hours_since)
+    np.maximum(hours_since, 0, out=hours_since)
     hours_since[missing] = 0
     longest = int(hours_since.max(initial=0))
     if longest <= LOG_TABLE_HOURS:  # the same values as the formula, looked up
         hours = (np.log1p(np.arange(longest + 1)) / HOURS_SCALE).astype(np.float32)[hours_since]
     else:
         hours = (np.log1p(hours_since) / HOURS_SCALE).astype(np.float32)
-    counterparty = account[position ^ 1]  # of each event, in event order
-    same = (counterparty[order][pos] == counterparty[:, None]).astype(np.int8)
+    counterparty = account.astype(np.int32)[position ^ 1]  # of each event, in event order (ids < 2n)
+    same = (listed(counterparty[order]) == counterparty[:, None]).view(np.int8)
     same[missing] = 0
     return AccountHistories(rows.reshape(n, 2, k), role.reshape(n, 2, k), hours.reshape(n, 2, k),
                             same.reshape(n, 2, k), length.reshape(n, 2), earlier.reshape(n, 2))
