@@ -109,6 +109,7 @@ class FraudBatches(Dataset):
     def __init__(self, tables: TransactionTables, standardizer: Standardizer, graph: MoneyGraph | None,
                  labels: np.ndarray | None = None, *, use_sequence: bool, graph_layers: int):
         self.tables, self.graph, self.use_sequence = tables, graph, use_sequence
+        tables.pending.result()  # histories ready before a loader worker may fork (a fork has no thread)
         self.graph_layers = graph_layers
         row = np.zeros((len(tables.row) + 1, tables.row.shape[1]), np.float32)
         standardizer(tables.row, out=row[:-1])

@@ -258,3 +258,13 @@ def test_flow_totals_carried_from_window_to_window_equal_a_fresh_sum_in_any_orde
         np.testing.assert_allclose(carried, fresh, rtol=1e-12, atol=0)
         carried += 1.0  # callers add priors in place: the carried state must not change with it
     assert graph.flow_totals(windows[-1]).sum() == pytest.approx(fresh.sum())
+
+
+def test_tables_pickle_with_their_histories(transactions):
+    """A loader worker under spawn gets the tables pickled: the background histories travel as values."""
+    import pickle
+
+    tables = build_tables(transactions.head(500), FraudFeatureConfig())
+    copy = pickle.loads(pickle.dumps(tables))
+    assert np.array_equal(copy.histories.rows, tables.histories.rows)
+    assert np.array_equal(copy.context, tables.context)
