@@ -268,3 +268,14 @@ def test_tables_pickle_with_their_histories(transactions):
     copy = pickle.loads(pickle.dumps(tables))
     assert np.array_equal(copy.histories.rows, tables.histories.rows)
     assert np.array_equal(copy.context, tables.context)
+
+
+def test_neighbour_order_by_one_key_equals_the_three_key_sort():
+    """The edges' order for the neighbour sweep: by target, newest window first, latest appearance first."""
+    from apps.fraud.features import NeighbourIntervals
+
+    rng = np.random.default_rng(0)
+    target, window, appearance = rng.integers(0, 50, 3000), rng.integers(0, 9, 3000), rng.permutation(3000)
+    edges = np.flatnonzero(rng.random(3000) < 0.7)
+    expected = edges[np.lexsort((-appearance[edges], -window[edges], target[edges]))]
+    assert np.array_equal(NeighbourIntervals._by_target_newest_first(target, window, appearance, edges), expected)
