@@ -426,10 +426,12 @@ class _Evaluation:
         return ap, aos
 
     def recall(self, min_overlap: float = LOOSE_IOU) -> float:
-        """Share of moderate ground truths given a counted detection at BEV IoU > min_overlap, any score."""
+        """Share of moderate ground truths given a counted detection at BEV IoU >= min_overlap, any score
+        (the contract's rule; the devkit's matching is strict, and IoU > the next float below is IoU >=)."""
         if not self.n_gt["moderate"]:
             return math.nan
-        counts = self.counts("moderate", "bev", min_overlap, thresholds=np.array([-np.inf]))
+        at_least = float(np.nextafter(min_overlap, -np.inf))
+        counts = self.counts("moderate", "bev", at_least, thresholds=np.array([-np.inf]))
         return float(counts.tp[0] / self.n_gt["moderate"])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from real_kitti import REAL, needs_real
 
@@ -156,6 +157,17 @@ def test_recall_counts_matches_whatever_the_score():
     assert kitti_recall(GT, dt) == pytest.approx(2 / 4)  # BEV IoU 3.5/4.5 > 0.5 for the shifted one
     assert kitti_recall(GT, dt, iou_threshold=0.9) == pytest.approx(1 / 4)
     assert evaluate_kitti(GT, dt)["recall"] == pytest.approx(2 / 4)
+
+
+def test_recall_counts_a_match_at_exactly_the_threshold():
+    """The contract's `test_recall` matches at BEV IoU >= 0.5, where the devkit's AP matches strictly above."""
+    from apps.driving.kitti_eval import _overlaps
+
+    gt, dt = {"a": [car(0, 20)]}, {"a": [car(1.3, 20, 0.9)]}
+    iou = float(_overlaps(dt["a"], gt["a"])["bev"][0, 0])
+    assert 0.5 < iou < 0.7
+    assert kitti_recall(gt, dt, iou_threshold=iou) == 1.0
+    assert kitti_recall(gt, dt, iou_threshold=float(np.nextafter(iou, 1.0))) == 0.0
 
 
 def test_contract_metrics_keys():
