@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -272,3 +273,53 @@ def test_validate_an_in_memory_frame(tmp_path):
     raw.loc[2, "amount"] = -1.0
     with pytest.raises(InputError, match=r"^model input: row 3, column 'amount': negative amount -1$"):
         validate_paysim_frame(raw, "model input", require_labels=False)
+
+
+ROW = REAL_ROWS[0]
+FAST_PATH_CASES = {
+    "plain": REAL_CSV,
+    "windows line ends": REAL_CSV.replace("\n", "\r\n"),
+    "a line of commas among the rows": "\n".join([HEADER, ROW, "," * 10, *REAL_ROWS[1:]]) + "\n",
+    "blank lines": "\n".join([HEADER, ROW, "", *REAL_ROWS[1:]]) + "\n\n",
+    "quoted fields": "\n".join([HEADER, '1,"PAYMENT",9839.64,"C1,23","170136.0",160296.36,M1,0.0,0.0,0,0']) + "\n",
+    "NA as a name": "\n".join([HEADER, ROW.replace("C1231006815", "NA")]) + "\n",
+    "numbers written differently":
+        "\n".join([HEADER, "1,PAYMENT,1e3,C1,+170136.0,0.10000000000000000555,M1, 0,0.0,0,0"]) + "\n",
+    "a value that is no number": "\n".join([HEADER, ROW.replace("9839.64", "9839,64")]) + "\n",
+    "labels columns missing": "\n".join([HEADER.rsplit(",", 2)[0], *(r.rsplit(",", 2)[0] for r in REAL_ROWS)]) + "\n",
+    "an extra column": "\n".join([HEADER + ",note", *(r + ",x" for r in REAL_ROWS)]) + "\n",
+    "a repeated row": "\n".join([HEADER, ROW, ROW]) + "\n",
+    "no rows": HEADER + "\n",
+}
+
+
+@pytest.mark.parametrize("case", FAST_PATH_CASES)
+def test_the_fast_csv_parser_reads_what_the_pandas_path_reads(tmp_path, case):
+    """A plain `.csv` of PaySim columns goes through pyarrow's parser; the same text under another name
+    (`.txt`) through pandas' chunked one. Both give the same frame, or the same one-line refusal."""
+    def read(name: str) -> tuple[str, object]:
+        path = tmp_path / name
+        path.write_text(FAST_PATH_CASES[case])
+        try:
+            with warnings.catch_warnings(record=True):  # a repeated row warns on both paths
+                return "frame", read_paysim(path, require_labels=False)
+        except InputError as exc:
+            return "refused", exc.problem
+
+    fast, slow = read("t.csv"), read("t.txt")
+    assert fast[0] == slow[0]
+    if fast[0] == "frame":
+        pd.testing.assert_frame_equal(fast[1], slow[1])
+    else:
+        assert fast[1] == slow[1]
+
+
+def test_the_fast_csv_parser_takes_plain_files_and_declines_the_rest(tmp_path):
+    from apps.fraud.reader import _parse_plain_csv
+
+    path = tmp_path / "t.csv"
+    for case, taken in (("plain", True), ("windows line ends", True), ("blank lines", True),
+                        ("an extra column", False), ("a value that is no number", False)):
+        path.write_text(FAST_PATH_CASES[case])
+        columns = FAST_PATH_CASES[case].splitlines()[0].split(",")
+        assert (_parse_plain_csv(path, columns, "infer") is not None) == taken, case
