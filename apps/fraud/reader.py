@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from pandas._libs.parsers import STR_NA_VALUES
 
 from common.errors import InputError, warn_input
 
@@ -46,6 +45,9 @@ _MAX_SHOWN = 40  # characters of a bad value quoted in an error message
 MAX_STEP = 2**53
 MAX_MONEY = 1e15
 _CONTROL = r"[\x00-\x1f\x7f]"
+# The words pandas' read_csv takes for a missing value by default (its `STR_NA_VALUES`; a test keeps them equal).
+PANDAS_NA_WORDS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+                   "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
 # A check yields (first bad position in the frame, column, message for that position).
 Problem = tuple[int, str, str]
@@ -193,13 +195,14 @@ def _parse_plain_csv(path: Path, columns: list[str], compression: str | None) ->
         table = pa_csv.read_csv(
             path, read_options=pa_csv.ReadOptions(skip_rows=1, column_names=columns),
             parse_options=pa_csv.ParseOptions(ignore_empty_lines=False),
-            convert_options=pa_csv.ConvertOptions(column_types=types, null_values=sorted(STR_NA_VALUES),
+            convert_options=pa_csv.ConvertOptions(column_types=types, null_values=list(PANDAS_NA_WORDS),
                                                   strings_can_be_null=True, quoted_strings_can_be_null=True))
         frame = table.to_pandas()
     except (pa.ArrowException, OSError, ValueError):
         return None
-    if any(frame[c].dtype != pd.StringDtype(na_value=np.nan) for c in columns if c in STRING_COLUMNS):
-        return None  # not the pandas path's dtype on this stack: let that path read it
+    text = pd.Series(["x"], dtype="str").dtype  # what the pandas path gives text columns on this pandas
+    if any(frame[c].dtype != text for c in columns if c in STRING_COLUMNS):
+        return None
     return frame
 
 

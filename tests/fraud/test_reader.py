@@ -323,3 +323,11 @@ def test_the_fast_csv_parser_takes_plain_files_and_declines_the_rest(tmp_path):
         path.write_text(FAST_PATH_CASES[case])
         columns = FAST_PATH_CASES[case].splitlines()[0].split(",")
         assert (_parse_plain_csv(path, columns, "infer") is not None) == taken, case
+
+
+def test_the_fast_parser_knows_the_missing_value_words_of_pandas():
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from apps.fraud.reader import PANDAS_NA_WORDS
+
+    assert set(PANDAS_NA_WORDS) == set(STR_NA_VALUES)
