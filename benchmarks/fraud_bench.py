@@ -26,6 +26,9 @@ from pipelines.runner import load_domain_config
 VARIANTS = {"LSTM only (model.graph=false)": ["model.graph=false"],
             "GAT only (model.sequence=false)": ["model.sequence=false"], "LSTM+GAT (default)": []}
 SEEDS = (0, 1, 2)
+# Throughput is timed this many times (epochs, end-to-end runs) and the median reported with every run beside it:
+# on these shared 2-core machines one run can read 10-25 % slow (RESULTS.md 2026-12-07).
+TIMED_RUNS = 3
 METRICS = {"test AUC": "auc", "recall@1%FPR": "recall_at_1pct_fpr", "PR-AUC": "pr_auc"}
 
 
@@ -105,9 +108,9 @@ def run(scale: str, epochs: int | None) -> str:
 
 
 def training_throughput(df: pd.DataFrame, train: np.ndarray) -> list[str]:
-    """Training speed per variant: one epoch of the training split through the batch builder and the
-    network (forward, backward, AdamW step: the trainer's loop less its clipping and schedule), timed apart
-    from validation."""
+    """Training speed per variant: TIMED_RUNS epochs of the training split through the batch builder and the
+    network (forward, backward, AdamW step: the trainer's loop less its clipping and schedule), each timed
+    apart from validation; the median epoch is reported with every epoch's speed beside it."""
     lines = []
     y = df["isFraud"].to_numpy()
     features = load_domain_config(DOMAIN, None, []).features  # the variants differ in the model only
@@ -120,18 +123,25 @@ def training_throughput(df: pd.DataFrame, train: np.ndarray) -> list[str]:
         network = FraudLSTMGAT(cfg.model, FraudInputSizes.from_features()).train()
         optimizer = torch.optim.AdamW(network.parameters(), cfg.train.lr)
         sampler = WindowBatchSampler(train, tables.window, cfg.train.batch_size, shuffle=True)
-        network_seconds = 0.0
-        with timer() as t_epoch:
-            for batch in DataLoader(batches, sampler=sampler, batch_size=None):
-                with timer() as t_step:
-                    loss = torch.nn.functional.cross_entropy(network(batch), batch["label"])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                network_seconds += t_step["seconds"]
-        lines.append(f"- training, {name}: one epoch of {len(train):,} rows (batch {cfg.train.batch_size}) in "
-                     f"{t_epoch['seconds']:.1f} s = **{len(train) / t_epoch['seconds']:,.0f} rows/s** (network "
-                     f"{network_seconds:.1f} s, batch building {t_epoch['seconds'] - network_seconds:.1f} s)")
+        epochs = []  # (seconds, network seconds)
+        for epoch in range(TIMED_RUNS):
+            sampler.set_epoch(epoch)
+            network_seconds = 0.0
+            with timer() as t_epoch:
+                for batch in DataLoader(batches, sampler=sampler, batch_size=None):
+                    with timer() as t_step:
+                        loss = torch.nn.functional.cross_entropy(network(batch), batch["label"])
+                        optimizer.zero_grad()
+                        loss.backward()
+                        optimizer.step()
+                    network_seconds += t_step["seconds"]
+            epochs.append((t_epoch["seconds"], network_seconds))
+        seconds, network_seconds = sorted(epochs)[len(epochs) // 2]
+        each = ", ".join(f"{len(train) / s:,.0f}" for s, _ in epochs)
+        lines.append(f"- training, {name}: one epoch of {len(train):,} rows (batch {cfg.train.batch_size}), median of "
+                     f"{TIMED_RUNS} epochs, in {seconds:.1f} s = **{len(train) / seconds:,.0f} rows/s** (network "
+                     f"{network_seconds:.1f} s, batch building {seconds - network_seconds:.1f} s; each epoch: {each} "
+                     "rows/s)")
     return lines
 
 
@@ -156,22 +166,34 @@ def scoring_throughput(scorer: FraudScorer, raw: pd.DataFrame, path: Path) -> li
         f"per snapshot window {t_window['seconds']:.1f} s ({n / t_window['seconds']:,.0f} rows/s), max |difference| "
         f"{np.abs(per_batch - per_window).max():.1e}",
         f"- `FraudPyfuncModel.score_file` end to end (read, features, history, graph, network, write; in process, "
-        f"in one pass, without `suite score`'s partial-results folder and its process start-up): CSV out "
-        f"{ends['csv']:.1f} s = **{n / ends['csv']:,.0f} rows/s**; Parquet out {ends['parquet']:.1f} s = "
-        f"**{n / ends['parquet']:,.0f} rows/s**",
+        f"in one pass, without `suite score`'s partial-results folder and its process start-up): "
+        f"{end_to_end_line(n, ends)}",
     ]
 
 
-def end_to_end_seconds(scorer: FraudScorer, path: Path) -> dict[str, float]:
-    """Seconds of `FraudPyfuncModel.score_file` on `path`, with CSV and then Parquet output."""
+def end_to_end_seconds(scorer: FraudScorer, path: Path) -> dict[str, list[float]]:
+    """Seconds of `FraudPyfuncModel.score_file` on `path`, TIMED_RUNS times with CSV and with Parquet output
+    (interleaved), sorted."""
     model = FraudPyfuncModel.from_scorer(scorer)
-    seconds = {}
+    seconds: dict[str, list[float]] = {"csv": [], "parquet": []}
     with tempfile.TemporaryDirectory() as out:
-        for suffix in ("csv", "parquet"):
-            with timer() as t_end:
-                model.score_file(path, Path(out) / f"scores.{suffix}", 4096)
-            seconds[suffix] = t_end["seconds"]
-    return seconds
+        for _ in range(TIMED_RUNS):
+            for suffix in ("csv", "parquet"):
+                with timer() as t_end:
+                    model.score_file(path, Path(out) / f"scores.{suffix}", 4096)
+                seconds[suffix].append(t_end["seconds"])
+    return {suffix: sorted(values) for suffix, values in seconds.items()}
+
+
+def end_to_end_line(n: int, seconds: dict[str, list[float]]) -> str:
+    """The median run per output format, with every run's speed."""
+    def one(suffix: str) -> str:
+        runs = seconds[suffix]
+        median = runs[len(runs) // 2]
+        return (f"{median:.1f} s = **{n / median:,.0f} rows/s** (each run: "
+                f"{', '.join(f'{n / s:,.0f}' for s in runs)} rows/s)")
+
+    return f"CSV out {one('csv')}; Parquet out {one('parquet')}; medians of {TIMED_RUNS} runs"
 
 
 def million_row_scoring(scorer: FraudScorer) -> list[str]:
@@ -182,9 +204,8 @@ def million_row_scoring(scorer: FraudScorer) -> list[str]:
     with path.open("rb") as f:
         n = sum(1 for _ in f) - 1
     ends = end_to_end_seconds(scorer, path)
-    return [f"- the same end to end on {n:,} rows (medium's world at 2.2× its size, 720 steps, seed 2): CSV out "
-            f"{ends['csv']:.1f} s = **{n / ends['csv']:,.0f} rows/s**; Parquet out {ends['parquet']:.1f} s = "
-            f"**{n / ends['parquet']:,.0f} rows/s**"]
+    return [f"- the same end to end on {n:,} rows (medium's world at 2.2× its size, 720 steps, seed 2): "
+            f"{end_to_end_line(n, ends)}"]
 
 
 def context_scoring(scorer: FraudScorer, raw: pd.DataFrame, test_fraction: float = 0.15) -> list[str]:
