@@ -225,7 +225,7 @@ def account_histories(orig: np.ndarray, dest: np.ndarray, step: np.ndarray, k: i
     earlier = (first_of_row - account_start)[inverse]
     length = np.minimum(earlier, k)
     # Slot j of an event holds the sorted event at first_of_row - length + j, for j < length: K consecutive
-    # sorted events, copied as one row each (a window view), not gathered one by one (3x slower, measured).
+    # sorted events, copied as one row each through a window view (no (n, K) index array is built).
     first_listed = first_of_row[inverse] - length
     missing = np.arange(k) >= length[:, None]
 
@@ -470,7 +470,7 @@ class NeighbourIntervals:
     @staticmethod
     def _one_per_window(source: np.ndarray, target: np.ndarray, window: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """`edges` less repeats of a (target, source, window): the first listed is kept, i.e. the forward one.
-        (pandas' hash table: a sort on four keys took 3x as long at 1.2 M rows, measured.)"""
+        (pandas' hash table: a sort on four keys took twice as long at 1.2 M rows, measured.)"""
         repeated = pd.DataFrame({"t": target[edges], "s": source[edges], "w": window[edges]}).duplicated().to_numpy()
         return edges[~repeated]
 
